@@ -1,0 +1,102 @@
+"""``train <task> [overrides]``: resolve devices and the run, then train on one or many ranks."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import sys
+from typing import Annotated, Union
+
+import tyro
+
+from mjdist.cli.usage import fail_usage
+from mjdist.config import TrainConfig
+from mjdist.launch.devices import DeviceSelectionError, resolve_devices
+from mjdist.launch.launcher import RankFailedError, launch
+from mjdist.launch.plan import LaunchPlan, make_plan
+from mjdist.runs import check_writable
+from mjdist.tasks import TaskSpec, registered_tasks
+
+log = logging.getLogger("mjdist.train")
+
+PROG = "train"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point of ``train``."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    tasks = registered_tasks()
+    if args and not args[0].startswith("-") and args[0] not in tasks:
+        return fail_usage(PROG, f"unknown task {args[0]!r}; known tasks: {', '.join(tasks)}")
+    cfg = tyro.cli(_cli_type(tasks), args=args, prog=PROG, description=TrainConfig.__doc__)
+    task = args[0]
+    try:
+        plan = _plan(task, cfg)
+    except (ValueError, DeviceSelectionError) as error:
+        return fail_usage(PROG, str(error))
+    if cfg.dry_run:
+        print(json.dumps(plan.to_json()))
+        return 0
+    return _train(plan, cfg)
+
+
+def _cli_type(tasks: dict[str, TaskSpec]) -> object:
+    """One tyro subcommand per task, with the task's configs as defaults."""
+    variants = tuple(
+        Annotated[
+            TrainConfig,
+            tyro.conf.subcommand(
+                name, default=TrainConfig(env=spec.env, agent=spec.agent), description=type(spec.env).__doc__
+            ),
+        ]
+        for name, spec in tasks.items()
+    )
+    return Union[variants]  # noqa: UP007 - a Union built at run time
+
+
+def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:
+    cfg.env.validate()
+    cfg.agent.validate()
+    import torch
+
+    selection = resolve_devices(
+        gpu_ids=cfg.gpu_ids or None,
+        cpu_workers=cfg.cpu_workers,
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        device_count=torch.cuda.device_count(),
+        cpu_count=len(os.sched_getaffinity(0)),
+    )
+    plan = make_plan(task, cfg, selection, os.environ, datetime.datetime.now())
+    if not cfg.dry_run:
+        check_writable(plan.run_dir_path)
+        if selection.notice:
+            log.info("%s", selection.notice)
+    return plan
+
+
+def _train(plan: LaunchPlan, cfg: TrainConfig) -> int:
+    ranks = ", ".join(f"{r.rank}:{r.device}" for r in plan.ranks)
+    log.info("Training %s on %d rank(s) [%s]; run directory: %s", plan.task, plan.world_size, ranks, plan.run_dir)
+    try:
+        results = launch(plan, cfg)
+    except KeyboardInterrupt:
+        log.error("Interrupted.")
+        return 130
+    except RankFailedError as failure:
+        log.error("Training failed: %s", failure)
+        return 130 if failure.interrupted else 1
+    digests = {result.parameter_digest for result in results}
+    if len(digests) > 1:
+        log.error("Ranks ended with different parameters; gradient averaging is broken: %s", sorted(digests))
+        return 1
+    log.info("Done: %d iterations; checkpoints, configs and TensorBoard logs in %s", cfg.agent.max_iterations,
+             plan.run_dir)  # fmt: skip
+    return 0
+
+
+def run() -> None:
+    """``train`` console script."""
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The `train` command's configuration: a task's env and agent configs plus launch options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mjdist.envs.config import EnvConfig
+from mjdist.rl.config import AgentConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Train a PPO policy on a MuJoCo-Warp task, on one GPU, several GPUs or CPU cores."""
+
+    env: EnvConfig
+    """Environment (task defaults; every field can be overridden)."""
+    agent: AgentConfig
+    """PPO agent (task defaults; every field can be overridden)."""
+    log_root: Path = Path("logs/rsl_rl")
+    """Runs are written to <log-root>/<experiment>/<YYYY-MM-DD_HH-MM-SS>[_<run-name>]/."""
+    run_name: str = ""
+    """Suffix of the run directory name."""
+    gpu_ids: tuple[str, ...] = ()
+    """GPUs as indices into CUDA_VISIBLE_DEVICES: '0 1' (one rank per GPU), 'all', or 'None' for the CPU.
+    Default: GPU 0 if one is visible, else the CPU."""
+    cpu_workers: str | None = None
+    """CPU worker processes (one rank each, gloo): a number or 'auto' (one per core). CPU mode only."""
+    torchrunx_log_dir: str | None = None
+    """Per-rank log files of multi-rank runs; default <run dir>/torchrunx, '' disables them.
+    The TORCHRUNX_LOG_DIR environment variable, if set, wins."""
+    dry_run: bool = False
+    """Print the launch plan as one JSON object and exit, starting and writing nothing."""

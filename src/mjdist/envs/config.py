@@ -1,0 +1,36 @@
+"""Configuration shared by every MuJoCo-Warp environment; tasks subclass it with their own fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Settings of a batched MuJoCo-Warp environment (one per rank)."""
+
+    num_envs: int = 1024
+    """Environments simulated by EACH rank: 2 ranks x 1024 envs = 2048 environments per step."""
+    episode_length: int = 500
+    """Episode length in control steps; an episode that reaches it ends as a time-out."""
+    decimation: int = 2
+    """Physics steps per control step (control dt = decimation x the model's timestep)."""
+    action_scale: float = 1.0
+    """Policy actions are clipped to +-action_clip, then multiplied by this before they reach the actuators."""
+    action_clip: float = 1.0
+    """Bound applied to raw policy actions before scaling."""
+    graph_capture: bool = True
+    """Replay the physics step as a captured Warp graph (CPU and CUDA); much faster, off for debugging."""
+    nconmax: int | None = None
+    """Contacts allocated per world (MuJoCo-Warp's default if None)."""
+    njmax: int | None = None
+    """Constraint rows allocated per world (MuJoCo-Warp's default if None)."""
+
+    def validate(self) -> None:
+        """Raise ValueError (one line, naming the flag) for settings that cannot work."""
+        for name in ("num_envs", "episode_length", "decimation"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(f"--env.{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.action_clip <= 0:
+            raise ValueError(f"--env.action-clip must be positive, got {self.action_clip}")

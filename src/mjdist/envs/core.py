@@ -1,0 +1,201 @@
+"""Batched MuJoCo-Warp environment core: ``nworld = num_envs`` worlds on one device, torch views of the state.
+
+A task subclasses :class:`MjWarpEnv` and supplies the model, observations, reward terms, terminations and
+initial states; the core does actions, (graph-captured) physics, episode bookkeeping, resets and logging.
+All task computations are torch operations on zero-copy views of the Warp arrays (``self.qpos`` ...).
+After a reset, quantities that MuJoCo derives from the state (``xpos``, contacts, sensors) are stale until
+the next physics step, so observations should read ``qpos``/``qvel`` (or the task's own buffers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import mujoco
+import mujoco_warp as mjw
+import torch
+import warp as wp
+
+from mjdist.envs.config import EnvConfig
+
+log = logging.getLogger(__name__)
+
+
+class MjWarpEnv(ABC):
+    """``cfg.num_envs`` MuJoCo-Warp worlds stepped together on ``device``.
+
+    Subclasses set ``model_file`` and implement the abstract methods. Their config must have a ``rewards``
+    dataclass field whose fields are the weights of the terms returned by :meth:`reward_terms`.
+    """
+
+    model_file: Path
+    """MJCF file of the task's model."""
+
+    def __init__(self, cfg: EnvConfig, device: str, seed: int) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.num_envs = cfg.num_envs
+        self.max_episode_length = cfg.episode_length
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.reward_weights: dict[str, float] = dataclasses.asdict(cfg.rewards)  # type: ignore[attr-defined]
+
+        self.mj_model = mujoco.MjModel.from_xml_path(str(self.model_file))
+        self.num_actions = self.mj_model.nu
+        self.step_dt = self.mj_model.opt.timestep * cfg.decimation
+        self._wp_device = wp.get_device(str(self.device))
+        self._stream = wp.stream_from_torch(self.device) if self._wp_device.is_cuda else None
+        with self._warp_scope():
+            self.wp_model = mjw.put_model(self.mj_model)
+            self.wp_data = mjw.put_data(
+                self.mj_model,
+                mujoco.MjData(self.mj_model),
+                nworld=cfg.num_envs,
+                nconmax=cfg.nconmax,
+                njmax=cfg.njmax,
+            )
+            mjw.step(self.wp_model, self.wp_data)  # compiles (or loads) every kernel before any capture
+        self._graph = self._capture_physics() if cfg.graph_capture else None
+
+        data = self.wp_data
+        self.qpos = wp.to_torch(data.qpos)
+        self.qvel = wp.to_torch(data.qvel)
+        self.ctrl = wp.to_torch(data.ctrl)
+        self._state_to_clear = [wp.to_torch(data.qacc_warmstart), wp.to_torch(data.time)]
+        if self.mj_model.na > 0:
+            self._state_to_clear.append(wp.to_torch(data.act))
+
+        n = self.num_envs
+        self.episode_length_buf = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.actions = torch.zeros(n, self.num_actions, device=self.device)
+        self.prev_actions = torch.zeros_like(self.actions)
+        self.episode_sums = {name: torch.zeros(n, device=self.device) for name in self.reward_weights}
+        self.reset()
+        self.obs = self.observations()
+
+    # ---- what a task implements -------------------------------------------------------------------------
+
+    @abstractmethod
+    def observations(self) -> dict[str, torch.Tensor]:
+        """Observation groups, at least ``policy`` and ``critic``, each ``[num_envs, dim]``."""
+
+    @abstractmethod
+    def reward_terms(self) -> dict[str, torch.Tensor]:
+        """Unweighted reward terms ``[num_envs]``; names match the fields of ``cfg.rewards``."""
+
+    @abstractmethod
+    def terminations(self) -> dict[str, torch.Tensor]:
+        """Boolean ``[num_envs]`` per termination reason (time-outs are the core's business)."""
+
+    @abstractmethod
+    def initial_state(self, env_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(qpos, qvel)`` for the worlds ``env_ids`` at the start of an episode."""
+
+    def apply_actions(self, actions: torch.Tensor) -> None:
+        """Write clipped policy actions to the actuators; the default drives ``ctrl`` directly."""
+        self.ctrl.copy_(actions * self.cfg.action_scale)
+
+    def after_physics_step(self) -> None:  # noqa: B027 - optional hook
+        """Update task state (commands, contact timers, ...) after physics, before rewards and resets."""
+
+    def reset_task_state(self, env_ids: torch.Tensor) -> None:  # noqa: B027 - optional hook
+        """Reset the task's own per-env buffers for ``env_ids``."""
+
+    # ---- the core ---------------------------------------------------------------------------------------
+
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """Advance one control step: ``(obs, reward, terminated, time_outs, extras)``; done worlds are reset."""
+        self.prev_actions.copy_(self.actions)
+        self.actions.copy_(actions.to(self.device).clamp(-self.cfg.action_clip, self.cfg.action_clip))
+        self.apply_actions(self.actions)
+        self.simulate()
+        self.episode_length_buf += 1
+        self.after_physics_step()
+
+        reasons = self.terminations()
+        terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        for flags in reasons.values():
+            terminated |= flags
+        time_outs = self.episode_length_buf >= self.max_episode_length
+        reward = self._reward()
+
+        extras: dict = {"time_outs": time_outs, "log": {}}
+        done_ids = (terminated | time_outs).nonzero().squeeze(-1)
+        if done_ids.numel() > 0:
+            extras["log"] = self._episode_log(done_ids, reasons, time_outs)
+            self.reset(done_ids)
+        self.obs = self.observations()
+        return self.obs, reward, terminated, time_outs, extras
+
+    def reset(self, env_ids: torch.Tensor | None = None) -> None:
+        """Start new episodes in the worlds ``env_ids`` (all worlds if None)."""
+        if env_ids is None:
+            env_ids = torch.arange(self.num_envs, device=self.device)
+        qpos, qvel = self.initial_state(env_ids)
+        self.qpos[env_ids] = qpos
+        self.qvel[env_ids] = qvel
+        self.ctrl[env_ids] = 0.0
+        for state in self._state_to_clear:
+            state[env_ids] = 0.0
+        self.episode_length_buf[env_ids] = 0
+        self.actions[env_ids] = 0.0
+        self.prev_actions[env_ids] = 0.0
+        for sums in self.episode_sums.values():
+            sums[env_ids] = 0.0
+        self.reset_task_state(env_ids)
+
+    def simulate(self) -> None:
+        """Run ``decimation`` physics steps in every world (graph replay when captured)."""
+        with self._warp_scope():
+            if self._graph is not None:
+                wp.capture_launch(self._graph, stream=self._stream)
+            else:
+                for _ in range(self.cfg.decimation):
+                    mjw.step(self.wp_model, self.wp_data)
+
+    def uniform(self, low: float, high: float, *shape: int) -> torch.Tensor:
+        """Uniform samples in ``[low, high)`` from the env's own generator (seeded per rank)."""
+        return low + (high - low) * torch.rand(*shape, generator=self.generator, device=self.device)
+
+    # ---- internals --------------------------------------------------------------------------------------
+
+    def _warp_scope(self) -> contextlib.ExitStack:
+        """Device scope for Warp, plus torch's current CUDA stream so Warp and torch work stay ordered."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(wp.ScopedDevice(self._wp_device))
+        if self._stream is not None:
+            stack.enter_context(wp.ScopedStream(self._stream))
+        return stack
+
+    def _capture_physics(self) -> wp.Graph:
+        if self._wp_device.is_cuda:
+            torch.cuda.synchronize(self.device)
+        with wp.ScopedDevice(self._wp_device), wp.ScopedCapture() as capture:
+            for _ in range(self.cfg.decimation):
+                mjw.step(self.wp_model, self.wp_data)
+        return capture.graph
+
+    def _reward(self) -> torch.Tensor:
+        reward = torch.zeros(self.num_envs, device=self.device)
+        for name, term in self.reward_terms().items():
+            weighted = self.reward_weights[name] * term
+            reward += weighted
+            self.episode_sums[name] += weighted
+        return reward
+
+    def _episode_log(
+        self, done_ids: torch.Tensor, reasons: dict[str, torch.Tensor], time_outs: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Per-episode means of the finished episodes, under names rsl_rl logs as they are."""
+        log_items = {f"Episode_Reward/{name}": sums[done_ids].mean() for name, sums in self.episode_sums.items()}
+        for name, flags in reasons.items():
+            log_items[f"Episode_Termination/{name}"] = flags[done_ids].float().mean()
+        log_items["Episode_Termination/time_out"] = time_outs[done_ids].float().mean()
+        return log_items

@@ -1,0 +1,64 @@
+"""Where the records of torchrunx agents and workers go, in the launcher's log server.
+
+- Console (stderr): rank 0's records from INFO up, live; other ranks' and agents' from WARNING up,
+  prefixed with ``[rank N]`` / ``[agent]``, so a failing rank's traceback shows where the user looks.
+- Files: one per rank and agent under the torchrunx log dir (torchrunx's own file handlers).
+- Failure file: the one-line summary of each failing rank, in arrival order, for the launcher's last word.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from pathlib import Path
+
+from torchrunx.utils.log_handling import file_handlers
+
+_LOGGER_PREFIX = re.compile(r"^[a-z_]\w*(?:\.\w+)+:")  # "mjdist.rl.progress:", added by torchrunx
+
+
+def log_handlers(
+    hostnames: list[str], workers_per_host: list[int], log_dir: str | None, failure_file: str
+) -> list[logging.Handler]:
+    """Handlers for the log server (called there by torchrunx)."""
+    console = logging.StreamHandler(sys.stderr)
+    console.addFilter(_console_filter)
+    console.setFormatter(_RankFormatter())
+    failures = _FailureFileHandler(failure_file)
+    handlers: list[logging.Handler] = [console, failures]
+    if log_dir is not None:
+        handlers += file_handlers(hostnames, workers_per_host, log_dir=Path(log_dir), log_level=logging.INFO)
+    return handlers
+
+
+def _console_filter(record: logging.LogRecord) -> bool:
+    local_rank = getattr(record, "local_rank", None)
+    threshold = logging.INFO if local_rank == 0 else logging.WARNING
+    return record.levelno >= threshold
+
+
+class _RankFormatter(logging.Formatter):
+    """Message only (torchrunx prefixes it with the logger name, which is dropped), tagged by origin."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = _LOGGER_PREFIX.sub("", record.getMessage(), count=1)
+        local_rank = getattr(record, "local_rank", None)
+        if local_rank == 0:
+            return message
+        origin = "agent" if local_rank is None else f"rank {local_rank}"
+        return "\n".join(f"[{origin}] {line}" for line in message.splitlines())
+
+
+class _FailureFileHandler(logging.Handler):
+    """Appends the ``mjdist_failure`` summary that a failing worker attaches to its last record."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        summary = getattr(record, "mjdist_failure", None)
+        if summary:
+            with open(self.path, "a") as failures:
+                failures.write(summary + "\n")

@@ -1,0 +1,106 @@
+"""The launch plan: every rank's device and seed, the backend, the run and log directories.
+
+Computed once, in the launching process, from the CLI config, the device selection and the environment;
+pure data, printed by ``--dry-run`` and handed to every rank.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mjdist.config import TrainConfig
+from mjdist.launch.devices import DeviceSelection
+from mjdist.runs import run_dir_for
+
+
+@dataclass(frozen=True)
+class RankPlan:
+    """What one rank runs on."""
+
+    rank: int
+    local_rank: int
+    device: str
+    """torch/Warp device inside the rank: 'cpu', or 'cuda:<i>' (multi-GPU ranks each see only their GPU)."""
+    physical_gpu: str | None
+    """The CUDA_VISIBLE_DEVICES entry of the rank's GPU (None on the CPU)."""
+    seed: int
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything resolved before any process starts."""
+
+    task: str
+    world_size: int
+    backend: str | None
+    """'nccl' (GPUs), 'gloo' (CPU workers) or None (a single process)."""
+    ranks: tuple[RankPlan, ...]
+    run_dir: str
+    torchrunx_log_dir: str | None
+    """Per-rank log files (None: single process, or disabled with '')."""
+    torch_threads: int | None
+    """torch intra-op threads per rank (1 per CPU worker unless OMP_NUM_THREADS is set; None: torch's default)."""
+
+    @property
+    def run_dir_path(self) -> Path:
+        """``run_dir`` as a Path."""
+        return Path(self.run_dir)
+
+    def to_json(self) -> dict:
+        """The plan as plain JSON data (the --dry-run output)."""
+        return dataclasses.asdict(self)
+
+
+def make_plan(
+    task: str,
+    cfg: TrainConfig,
+    selection: DeviceSelection,
+    environ: Mapping[str, str],
+    now: datetime.datetime,
+) -> LaunchPlan:
+    """Resolve devices, seeds and directories for every rank."""
+    run_dir = run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
+    ranks = tuple(
+        RankPlan(
+            rank=rank,
+            local_rank=rank,
+            device=_rank_device(selection, rank),
+            physical_gpu=selection.physical_gpus[rank] if selection.kind == "cuda" else None,
+            seed=cfg.agent.seed + rank,
+        )
+        for rank in range(selection.world_size)
+    )
+    cpu_workers = selection.kind == "cpu" and selection.world_size > 1
+    return LaunchPlan(
+        task=task,
+        world_size=selection.world_size,
+        backend=selection.backend,
+        ranks=ranks,
+        run_dir=str(run_dir),
+        torchrunx_log_dir=_torchrunx_log_dir(cfg, selection.world_size, run_dir, environ),
+        torch_threads=1 if cpu_workers and "OMP_NUM_THREADS" not in environ else None,
+    )
+
+
+def _rank_device(selection: DeviceSelection, rank: int) -> str:
+    if selection.kind == "cpu":
+        return "cpu"
+    if selection.world_size == 1:
+        return f"cuda:{selection.visible_indices[0]}"
+    return "cuda:0"
+
+
+def _torchrunx_log_dir(cfg: TrainConfig, world_size: int, run_dir: Path, environ: Mapping[str, str]) -> str | None:
+    if world_size == 1:
+        return None
+    if "TORCHRUNX_LOG_DIR" in environ:
+        chosen = environ["TORCHRUNX_LOG_DIR"]
+    elif cfg.torchrunx_log_dir is not None:
+        chosen = cfg.torchrunx_log_dir
+    else:
+        chosen = str(run_dir / "torchrunx")
+    return str(Path(chosen).absolute()) if chosen else None

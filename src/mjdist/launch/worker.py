@@ -1,0 +1,56 @@
+"""Entry point of a torchrunx worker: die with the agent, and turn any failure into a fast, loud exit.
+
+torchrunx 0.4 returns a worker's exception as a value, so the agent keeps waiting for the other ranks,
+which may be blocked in a collective until the process-group timeout. Exiting the process instead makes the
+agent see a failed worker within a second and stop its siblings; the traceback is logged first, at
+CRITICAL, so the launcher shows it on its console.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import traceback
+
+from mjdist.config import TrainConfig
+from mjdist.launch.plan import LaunchPlan
+from mjdist.launch.rank import RankResult, train_rank
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+INTERRUPTED_EXIT_CODE = 130
+
+
+def run_worker(plan: LaunchPlan, cfg: TrainConfig) -> RankResult:
+    """Run :func:`train_rank`; on any exception log it and exit the process at once."""
+    _die_with_parent()
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        return train_rank(plan, cfg)
+    except KeyboardInterrupt:
+        log.warning("rank %d interrupted", rank, extra={"mjdist_failure": f"rank {rank}: interrupted"})
+        _exit_now(INTERRUPTED_EXIT_CODE)
+    except BaseException as error:
+        summary = f"rank {rank}: {type(error).__name__}: {error}".splitlines()[0]
+        log.critical("rank %d failed:\n%s", rank, traceback.format_exc(), extra={"mjdist_failure": summary})
+        _exit_now(1)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its parent (the torchrunx agent) dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:
+            os._exit(1)
+
+
+def _exit_now(code: int) -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,69 @@
+"""rsl_rl's OnPolicyRunner, joined to mjdist's process group and printing one line per iteration."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+
+import torch.distributed as dist
+from rsl_rl.env import VecEnv
+from rsl_rl.runners import OnPolicyRunner
+
+from mjdist.rl.progress import ProgressLogger
+
+log = logging.getLogger(__name__)
+
+
+class DistributedRunner(OnPolicyRunner):
+    """OnPolicyRunner that uses the process group the launcher already created (gloo or nccl).
+
+    rsl_rl 5.5.1 insists on nccl and ``device == cuda:<LOCAL_RANK>`` and creates its own group; everything
+    else it does for multi-GPU (broadcast at start, gradient all-reduce, KL and normalizer sync) is plain
+    torch.distributed and runs unchanged on the existing group.
+    """
+
+    def __init__(self, env: VecEnv, train_cfg: dict, log_dir: str | None, device: str) -> None:
+        with contextlib.redirect_stdout(_DebugLog()):
+            super().__init__(env, train_cfg, log_dir=log_dir, device=device)
+        self.logger = ProgressLogger(
+            log_dir=log_dir,
+            cfg=self.cfg,
+            env_cfg=self.env.cfg,
+            num_envs=self.env.num_envs,
+            is_distributed=self.is_distributed,
+            gpu_world_size=self.gpu_world_size,
+            gpu_global_rank=self.gpu_global_rank,
+            device=self.device,
+        )
+
+    def learn(self, num_learning_iterations: int, init_at_random_ep_len: bool = False) -> None:
+        """rsl_rl's loop; its console prints (model summaries, per-iteration blocks) go to the debug log."""
+        with contextlib.redirect_stdout(_DebugLog()):
+            super().learn(num_learning_iterations, init_at_random_ep_len)
+
+    def _configure_multi_gpu(self) -> None:
+        self.is_distributed = dist.is_initialized() and dist.get_world_size() > 1
+        if not self.is_distributed:
+            self.gpu_world_size, self.gpu_global_rank, self.gpu_local_rank = 1, 0, 0
+            self.cfg["multi_gpu"] = None
+            return
+        self.gpu_world_size = dist.get_world_size()
+        self.gpu_global_rank = dist.get_rank()
+        self.gpu_local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.cfg["multi_gpu"] = {
+            "global_rank": self.gpu_global_rank,
+            "local_rank": self.gpu_local_rank,
+            "world_size": self.gpu_world_size,
+        }
+
+
+class _DebugLog(io.TextIOBase):
+    """A stdout stand-in that sends what rsl_rl prints to the debug log, line by line."""
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                log.debug("%s", line)
+        return len(text)

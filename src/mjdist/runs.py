@@ -1,0 +1,48 @@
+"""Run directories: naming, the write check done before anything starts, and the resolved configs."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def run_dir_for(log_root: Path, experiment: str, run_name: str, now: datetime.datetime) -> Path:
+    """``<log_root>/<experiment>/<YYYY-MM-DD_HH-MM-SS>[_<run_name>]``, absolute."""
+    stamp = now.strftime("%Y-%m-%d_%H-%M-%S")
+    return (log_root / experiment / (f"{stamp}_{run_name}" if run_name else stamp)).absolute()
+
+
+def check_writable(path: Path) -> None:
+    """Raise ValueError (one line) unless ``path`` could be created and written; creates nothing."""
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot write runs under {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write runs under {path}: {existing} is not writable; choose another --log-root")
+
+
+def write_params(run_dir: Path, configs: dict[str, Any]) -> None:
+    """Write each resolved config as ``params/<name>.yaml`` (plain YAML: lists, strings, numbers)."""
+    params = run_dir / "params"
+    params.mkdir(parents=True, exist_ok=True)
+    for name, config in configs.items():
+        (params / f"{name}.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

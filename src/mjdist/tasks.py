@@ -1,0 +1,63 @@
+"""Task registry: tasks are found through the ``mjdist.tasks`` entry-point group.
+
+Each entry point is named after its task (lowercase-kebab, e.g. ``cartpole-balance``) and points at a
+:class:`TaskSpec`. The bundled tasks register exactly like a third-party package would::
+
+    [project.entry-points."mjdist.tasks"]
+    my-task = "my_package.my_task:SPEC"
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mjdist.envs.config import EnvConfig
+    from mjdist.envs.core import MjWarpEnv
+    from mjdist.rl.config import AgentConfig
+
+ENTRY_POINT_GROUP = "mjdist.tasks"
+TASK_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything `train` and `play` need to know about a task."""
+
+    name: str
+    """Lowercase-kebab task name, as typed on the command line."""
+    env_class: type[MjWarpEnv]
+    """Environment class, constructed as ``env_class(env_config, device=..., seed=...)``."""
+    env: EnvConfig
+    """Default environment configuration for training."""
+    agent: AgentConfig
+    """Default PPO configuration."""
+    play_env: EnvConfig | None = None
+    """Environment configuration for `play` (fewer environments, no noise...); the training one if None."""
+
+
+class TaskRegistryError(RuntimeError):
+    """A registered task is malformed (bad name, wrong object behind the entry point)."""
+
+
+@cache
+def registered_tasks() -> dict[str, TaskSpec]:
+    """Load every task registered under the ``mjdist.tasks`` entry-point group, sorted by name."""
+    tasks: dict[str, TaskSpec] = {}
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        if not TASK_NAME.match(entry_point.name):
+            raise TaskRegistryError(
+                f"task name {entry_point.name!r} (from {entry_point.value}) is not lowercase-kebab, "
+                "e.g. 'cartpole-balance'"
+            )
+        spec = entry_point.load()
+        if not isinstance(spec, TaskSpec) or spec.name != entry_point.name:
+            raise TaskRegistryError(
+                f"entry point {entry_point.name!r} -> {entry_point.value} must be a TaskSpec named {entry_point.name!r}"
+            )
+        tasks[spec.name] = spec
+    return dict(sorted(tasks.items()))

@@ -1,0 +1,171 @@
+"""Cart-pole tasks: ``cartpole-balance`` (start near upright, fail on a fall) and ``cartpole-swingup``."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mjdist.envs.config import EnvConfig
+from mjdist.envs.core import MjWarpEnv
+from mjdist.rl.config import AgentConfig, ModelConfig, PpoConfig
+from mjdist.tasks import TaskSpec
+
+
+@dataclass(frozen=True)
+class BalanceRewards:
+    """Weights of the balance reward terms (0 switches a term off)."""
+
+    alive: float = 1.0
+    """Per step while the episode goes on."""
+    termination: float = -2.0
+    """Once, when the pole falls or the cart leaves the track."""
+    pole_angle: float = -1.0
+    """Squared pole angle from upright (rad^2)."""
+    cart_position: float = -0.05
+    """Squared cart distance from the track centre (m^2)."""
+    cart_velocity: float = -0.01
+    """Absolute cart speed (m/s)."""
+    pole_angular_velocity: float = -0.005
+    """Absolute pole angular speed (rad/s)."""
+
+
+@dataclass(frozen=True)
+class SwingupRewards:
+    """Weights of the swing-up reward terms (0 switches a term off)."""
+
+    upright: float = 1.0
+    """(cos(angle) + 1) / 2: 1 upright, 0 hanging down."""
+    cart_position: float = -0.05
+    """Squared cart distance from the track centre (m^2)."""
+    pole_angular_velocity_sq: float = -0.005
+    """Squared pole angular speed (rad^2/s^2)."""
+    effort: float = -0.01
+    """Squared actuator command."""
+
+
+@dataclass(frozen=True)
+class CartpoleConfig(EnvConfig):
+    """Cart-pole: a motor pushes the cart along a rail (+-3 m), the pole swings freely."""
+
+    num_envs: int = 512
+    """Environments simulated by EACH rank: 2 ranks x 512 envs = 1024 environments per step."""
+    initial_angle: float = 0.0
+    """Pole angle at the start of an episode, before noise (0 = upright, pi = hanging down)."""
+    initial_angle_noise: float = 0.15
+    """Episodes start at initial_angle +- this (uniform, rad)."""
+    initial_position_noise: float = 0.5
+    """Cart starts at +- this from the centre (uniform, m)."""
+    initial_velocity_noise: float = 0.05
+    """Cart and pole start with speeds of +- this (uniform)."""
+    cart_limit: float = 2.4
+    """An episode fails when |cart position| exceeds this (m); inf never fails."""
+    pole_angle_limit: float = 0.4
+    """An episode fails when the pole leans more than this from upright (rad); inf never fails."""
+
+
+@dataclass(frozen=True)
+class BalanceConfig(CartpoleConfig):
+    """Balance: the pole starts near upright; the episode fails when it falls or the cart leaves the track."""
+
+    rewards: BalanceRewards = field(default_factory=BalanceRewards)
+    """Reward weights."""
+
+
+@dataclass(frozen=True)
+class SwingupConfig(CartpoleConfig):
+    """Swing-up: the pole starts hanging down and must be swung up and held; only time-outs end episodes."""
+
+    initial_angle: float = math.pi
+    """Pole angle at the start of an episode, before noise (0 = upright, pi = hanging down)."""
+    initial_angle_noise: float = 0.1
+    """Episodes start at initial_angle +- this (uniform, rad)."""
+    cart_limit: float = math.inf
+    """An episode fails when |cart position| exceeds this (m); inf never fails (the rail stops the cart)."""
+    pole_angle_limit: float = math.inf
+    """An episode fails when the pole leans more than this from upright (rad); inf never fails."""
+    rewards: SwingupRewards = field(default_factory=SwingupRewards)
+    """Reward weights."""
+
+
+class CartpoleEnv(MjWarpEnv):
+    """Observations: cart position, cos/sin of the pole angle, cart and pole velocities."""
+
+    model_file = Path(__file__).with_name("cartpole.xml")
+    cfg: BalanceConfig | SwingupConfig
+
+    def observations(self) -> dict[str, torch.Tensor]:
+        """The same five numbers for the policy and the critic."""
+        angle = self.qpos[:, 1]
+        obs = torch.stack(
+            (self.qpos[:, 0], torch.cos(angle), torch.sin(angle), self.qvel[:, 0], self.qvel[:, 1]), dim=-1
+        )
+        return {"policy": obs, "critic": obs}
+
+    def terminations(self) -> dict[str, torch.Tensor]:
+        """Cart off the track; pole past the angle limit (wrapped to [-pi, pi])."""
+        angle = torch.remainder(self.qpos[:, 1] + math.pi, 2 * math.pi) - math.pi
+        return {
+            "cart_out_of_bounds": self.qpos[:, 0].abs() > self.cfg.cart_limit,
+            "pole_fell": angle.abs() > self.cfg.pole_angle_limit,
+        }
+
+    def reward_terms(self) -> dict[str, torch.Tensor]:
+        """Every term named in the task's reward weights."""
+        angle = self.qpos[:, 1]
+        failed = torch.stack(tuple(self.terminations().values())).any(dim=0).float()
+        terms = {
+            "alive": 1.0 - failed,
+            "termination": failed,
+            "pole_angle": (torch.remainder(angle + math.pi, 2 * math.pi) - math.pi).square(),
+            "upright": (torch.cos(angle) + 1.0) / 2.0,
+            "cart_position": self.qpos[:, 0].square(),
+            "cart_velocity": self.qvel[:, 0].abs(),
+            "pole_angular_velocity": self.qvel[:, 1].abs(),
+            "pole_angular_velocity_sq": self.qvel[:, 1].square(),
+            "effort": self.ctrl[:, 0].square(),
+        }
+        return {name: terms[name] for name in self.reward_weights}
+
+    def initial_state(self, env_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cart near the centre, pole near initial_angle, small random velocities."""
+        n, cfg = len(env_ids), self.cfg
+        qpos = torch.stack(
+            (
+                self.uniform(-cfg.initial_position_noise, cfg.initial_position_noise, n),
+                cfg.initial_angle + self.uniform(-cfg.initial_angle_noise, cfg.initial_angle_noise, n),
+            ),
+            dim=-1,
+        )
+        qvel = self.uniform(-cfg.initial_velocity_noise, cfg.initial_velocity_noise, n, 2)
+        return qpos, qvel
+
+
+_AGENT = AgentConfig(
+    max_iterations=100,
+    num_steps_per_env=32,
+    save_interval=25,
+    init_noise_std=1.0,
+    actor=ModelConfig(hidden_dims=(64, 64)),
+    critic=ModelConfig(hidden_dims=(64, 64)),
+    algorithm=PpoConfig(learning_rate=1e-3, entropy_coef=0.005),
+)
+
+BALANCE = TaskSpec(
+    name="cartpole-balance",
+    env_class=CartpoleEnv,
+    env=BalanceConfig(),
+    agent=dataclasses.replace(_AGENT, experiment_name="cartpole_balance"),
+    play_env=BalanceConfig(num_envs=16),
+)
+
+SWINGUP = TaskSpec(
+    name="cartpole-swingup",
+    env_class=CartpoleEnv,
+    env=SwingupConfig(),
+    agent=dataclasses.replace(_AGENT, experiment_name="cartpole_swingup", max_iterations=300),
+    play_env=SwingupConfig(num_envs=16),
+)
