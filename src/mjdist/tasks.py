@@ -9,6 +9,7 @@ Each entry point is named after its task (lowercase-kebab, e.g. ``cartpole-balan
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -30,14 +31,24 @@ class TaskSpec:
 
     name: str
     """Lowercase-kebab task name, as typed on the command line."""
-    env_class: type[MjWarpEnv]
-    """Environment class, constructed as ``env_class(env_config, device=..., seed=...)``."""
+    env_class: str
+    """``"module:Class"`` of the environment, imported only where it runs (its imports are heavy)."""
     env: EnvConfig
     """Default environment configuration for training."""
     agent: AgentConfig
     """Default PPO configuration."""
     play_env: EnvConfig | None = None
     """Environment configuration for `play` (fewer environments, no noise...); the training one if None."""
+
+    @property
+    def description(self) -> str:
+        """One paragraph for --help: the environment config's docstring."""
+        return (type(self.env).__doc__ or self.name).strip()
+
+    def load_env_class(self) -> type[MjWarpEnv]:
+        """Import the environment class, constructed as ``cls(env_config, device=..., seed=...)``."""
+        module, _, attribute = self.env_class.partition(":")
+        return getattr(importlib.import_module(module), attribute)
 
 
 class TaskRegistryError(RuntimeError):

@@ -14,7 +14,6 @@ import tyro
 from mjdist.cli.usage import fail_usage
 from mjdist.config import TrainConfig
 from mjdist.launch.devices import DeviceSelectionError, resolve_devices
-from mjdist.launch.launcher import RankFailedError, launch
 from mjdist.launch.plan import LaunchPlan, make_plan
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec, registered_tasks
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.dry_run:
         print(json.dumps(plan.to_json()))
         return 0
-    return _train(plan, cfg)
+    return _train(plan, cfg, tasks[task])
 
 
 def _cli_type(tasks: dict[str, TaskSpec]) -> object:
@@ -49,7 +48,7 @@ def _cli_type(tasks: dict[str, TaskSpec]) -> object:
         Annotated[
             TrainConfig,
             tyro.conf.subcommand(
-                name, default=TrainConfig(env=spec.env, agent=spec.agent), description=type(spec.env).__doc__
+                name, default=TrainConfig(env=spec.env, agent=spec.agent), description=spec.description
             ),
         ]
         for name, spec in tasks.items()
@@ -60,13 +59,11 @@ def _cli_type(tasks: dict[str, TaskSpec]) -> object:
 def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:
     cfg.env.validate()
     cfg.agent.validate()
-    import torch
-
     selection = resolve_devices(
         gpu_ids=cfg.gpu_ids or None,
         cpu_workers=cfg.cpu_workers,
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
-        device_count=torch.cuda.device_count(),
+        device_count=_cuda_device_count(),
         cpu_count=len(os.sched_getaffinity(0)),
     )
     plan = make_plan(task, cfg, selection, os.environ, datetime.datetime.now())
@@ -77,11 +74,22 @@ def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:
     return plan
 
 
-def _train(plan: LaunchPlan, cfg: TrainConfig) -> int:
+def _cuda_device_count() -> int:
+    """GPUs torch sees; torch is imported only when CUDA_VISIBLE_DEVICES leaves any to count."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _train(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> int:
+    from mjdist.launch.launcher import RankFailedError, launch
+
     ranks = ", ".join(f"{r.rank}:{r.device}" for r in plan.ranks)
     log.info("Training %s on %d rank(s) [%s]; run directory: %s", plan.task, plan.world_size, ranks, plan.run_dir)
     try:
-        results = launch(plan, cfg)
+        results = launch(plan, cfg, spec)
     except KeyboardInterrupt:
         log.error("Interrupted.")
         return 130

@@ -17,10 +17,11 @@ import psutil
 import torchrunx
 
 from mjdist.config import TrainConfig
+from mjdist.launch.context import RankResult
 from mjdist.launch.log_routing import log_handlers
 from mjdist.launch.plan import LaunchPlan
-from mjdist.launch.rank import RankResult, train_rank
-from mjdist.launch.worker import run_worker
+from mjdist.launch.worker import pack_job, run_worker
+from mjdist.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,16 @@ class RankFailedError(RuntimeError):
         self.interrupted = interrupted
 
 
-def launch(plan: LaunchPlan, cfg: TrainConfig) -> list[RankResult]:
+def launch(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
     """Train on every rank of the plan and return their results in rank order."""
     if plan.world_size == 1:
-        return [train_rank(plan, cfg)]
-    return _launch_ranks(plan, cfg)
+        from mjdist.launch.rank import train_rank  # the launcher of several ranks never needs it
+
+        return [train_rank(plan, cfg, spec)]
+    return _launch_ranks(plan, cfg, spec)
 
 
-def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig) -> list[RankResult]:
+def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
     with tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file:
         launcher = torchrunx.Launcher(
             hostnames=["localhost"],
@@ -66,7 +69,7 @@ def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig) -> list[RankResult]:
         log.info("Launching %d ranks (%s) through torchrunx", plan.world_size, plan.backend)
         try:
             with _sigterm_as_interrupt(), _no_orphans():
-                result = launcher.run(run_worker, plan, cfg)
+                result = launcher.run(run_worker, pack_job(plan, cfg, spec))
         except KeyboardInterrupt as interrupt:
             raise RankFailedError("interrupted; every rank was stopped", interrupted=True) from interrupt
         except Exception as error:

@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 import random
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,50 +13,13 @@ import warp as wp
 
 from mjdist.config import TrainConfig
 from mjdist.envs.vec_env import RslRlVecEnv
-from mjdist.launch.plan import LaunchPlan, RankPlan
+from mjdist.launch.context import RankContext, RankResult
+from mjdist.launch.plan import LaunchPlan
 from mjdist.rl.runner import DistributedRunner
 from mjdist.runs import write_params
-from mjdist.tasks import registered_tasks
+from mjdist.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RankContext:
-    """This process's place in the job, read once from the launcher's environment (RANK, LOCAL_RANK...)."""
-
-    rank: int
-    local_rank: int
-    world_size: int
-    device: str
-    seed: int
-
-    @property
-    def is_main(self) -> bool:
-        """Global rank 0: the only rank that writes files."""
-        return self.rank == 0
-
-    @classmethod
-    def from_environment(cls, plan: LaunchPlan) -> RankContext:
-        """Read the rank torchrunx assigned (0 in a single process) and look it up in the plan."""
-        rank = int(os.environ.get("RANK", "0"))
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        if world_size != plan.world_size:
-            raise RuntimeError(f"launched with WORLD_SIZE={world_size}, but the plan has {plan.world_size} ranks")
-        rank_plan: RankPlan = plan.ranks[rank]
-        return cls(rank, rank_plan.local_rank, world_size, rank_plan.device, rank_plan.seed)
-
-
-@dataclass(frozen=True)
-class RankResult:
-    """What a rank reports back: enough to check that ranks agree and that their experience differed."""
-
-    rank: int
-    iterations: int
-    parameter_digest: str
-    """sha256 over the policy and value network parameters (equal on every rank after training)."""
-    observation_digest: str
-    """sha256 over the rank's last observations (differs across ranks: different seeds)."""
 
 
 def pin_rank_to_device(plan: LaunchPlan, ctx: RankContext) -> None:
@@ -74,14 +36,13 @@ def pin_rank_to_device(plan: LaunchPlan, ctx: RankContext) -> None:
     torch.manual_seed(ctx.seed)
 
 
-def train_rank(plan: LaunchPlan, cfg: TrainConfig) -> RankResult:
+def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult:
     """Train on this rank's device; rank 0 writes the run directory."""
     ctx = RankContext.from_environment(plan)
     pin_rank_to_device(plan, ctx)
     wp.config.log_level = wp.LOG_WARNING
-    spec = registered_tasks()[plan.task]
     with wp.ScopedDevice(ctx.device):
-        env = spec.env_class(cfg.env, device=ctx.device, seed=ctx.seed)
+        env = spec.load_env_class()(cfg.env, device=ctx.device, seed=ctx.seed)
         runner = DistributedRunner(
             RslRlVecEnv(env),
             cfg.agent.to_rsl_rl(cfg.run_name),

@@ -4,6 +4,9 @@ torchrunx 0.4 returns a worker's exception as a value, so the agent keeps waitin
 which may be blocked in a collective until the process-group timeout. Exiting the process instead makes the
 agent see a failed worker within a second and stop its siblings; the traceback is logged first, at
 CRITICAL, so the launcher shows it on its console.
+
+The job travels as opaque bytes and this module imports nothing heavy, so the torchrunx agent, which
+unpickles the function, does not import torch, Warp and the task (seconds each) for nothing.
 """
 
 from __future__ import annotations
@@ -15,9 +18,7 @@ import signal
 import sys
 import traceback
 
-from mjdist.config import TrainConfig
-from mjdist.launch.plan import LaunchPlan
-from mjdist.launch.rank import RankResult, train_rank
+import cloudpickle
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +26,19 @@ PR_SET_PDEATHSIG = 1
 INTERRUPTED_EXIT_CODE = 130
 
 
-def run_worker(plan: LaunchPlan, cfg: TrainConfig) -> RankResult:
-    """Run :func:`train_rank`; on any exception log it and exit the process at once."""
+def pack_job(*args: object) -> bytes:
+    """The arguments of :func:`mjdist.launch.rank.train_rank`, for :func:`run_worker`."""
+    return cloudpickle.dumps(args)
+
+
+def run_worker(job: bytes) -> object:
+    """Run ``train_rank(*job)``; on any exception log it and exit the process at once."""
     _die_with_parent()
     rank = int(os.environ.get("RANK", "0"))
     try:
-        return train_rank(plan, cfg)
+        from mjdist.launch.rank import train_rank
+
+        return train_rank(*cloudpickle.loads(job))
     except KeyboardInterrupt:
         log.warning("rank %d interrupted", rank, extra={"mjdist_failure": f"rank {rank}: interrupted"})
         _exit_now(INTERRUPTED_EXIT_CODE)

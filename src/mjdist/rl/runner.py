@@ -10,6 +10,7 @@ import os
 import torch.distributed as dist
 from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
+from torch.utils.tensorboard import SummaryWriter
 
 from mjdist.rl.progress import ProgressLogger
 
@@ -42,6 +43,8 @@ class DistributedRunner(OnPolicyRunner):
         """rsl_rl's loop; its console prints (model summaries, per-iteration blocks) go to the debug log."""
         with contextlib.redirect_stdout(_DebugLog()):
             super().learn(num_learning_iterations, init_at_random_ep_len)
+        if isinstance(self.logger.writer, SummaryWriter):
+            self.logger.writer.close()  # rsl_rl leaves TensorBoard's writer open; close it so events are flushed now
 
     def _configure_multi_gpu(self) -> None:
         self.is_distributed = dist.is_initialized() and dist.get_world_size() > 1

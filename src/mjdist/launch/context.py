@@ -1,0 +1,49 @@
+"""A rank's identity (read once from the launcher's environment) and what it reports back.
+
+Kept free of heavy imports: the torchrunx agent and the launcher unpickle RankResult.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from mjdist.launch.plan import LaunchPlan, RankPlan
+
+
+@dataclass(frozen=True)
+class RankContext:
+    """This process's place in the job, read once from the launcher's environment (RANK, LOCAL_RANK...)."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: str
+    seed: int
+
+    @property
+    def is_main(self) -> bool:
+        """Global rank 0: the only rank that writes files."""
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls, plan: LaunchPlan) -> RankContext:
+        """Read the rank torchrunx assigned (0 in a single process) and look it up in the plan."""
+        rank = int(os.environ.get("RANK", "0"))
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size != plan.world_size:
+            raise RuntimeError(f"launched with WORLD_SIZE={world_size}, but the plan has {plan.world_size} ranks")
+        rank_plan: RankPlan = plan.ranks[rank]
+        return cls(rank, rank_plan.local_rank, world_size, rank_plan.device, rank_plan.seed)
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """What a rank reports back: enough to check that ranks agree and that their experience differed."""
+
+    rank: int
+    iterations: int
+    parameter_digest: str
+    """sha256 over the policy and value network parameters (equal on every rank after training)."""
+    observation_digest: str
+    """sha256 over the rank's last observations (differs across ranks: different seeds)."""
