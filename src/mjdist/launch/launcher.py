@@ -20,7 +20,7 @@ from mjdist.config import TrainConfig
 from mjdist.launch.context import RankResult
 from mjdist.launch.log_routing import log_handlers
 from mjdist.launch.plan import LaunchPlan
-from mjdist.launch.worker import pack_job, run_worker
+from mjdist.launch.worker import first_line, pack_job, run_worker
 from mjdist.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -68,36 +68,49 @@ def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[Ra
         )
         log.info("Launching %d ranks (%s) through torchrunx", plan.world_size, plan.backend)
         try:
-            with _sigterm_as_interrupt(), _no_orphans():
+            with _signals_as_interrupt(), _no_orphans():
                 result = launcher.run(run_worker, pack_job(plan, cfg, spec))
         except KeyboardInterrupt as interrupt:
             raise RankFailedError("interrupted; every rank was stopped", interrupted=True) from interrupt
         except Exception as error:
-            raise RankFailedError(_first_failure(Path(failure_file.name), error)) from error
+            raise RankFailedError(
+                failure_summary(Path(failure_file.name).read_text().splitlines(), plan.world_size, error)
+            ) from error
     return [result.rank(rank) for rank in range(plan.world_size)]
 
 
-def _first_failure(failure_file: Path, error: Exception) -> str:
-    """The first rank that reported a failure; else what torchrunx says (a killed worker reports nothing)."""
-    reported = failure_file.read_text().splitlines() if failure_file.exists() else []
-    if reported and "interrupted" not in reported[0]:
-        return reported[0]
-    details = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {details[0] if details else 'a worker process died'}"
+def failure_summary(reported: list[str], world_size: int, error: Exception) -> str:
+    """Name the cause: the first rank that raised; else the ranks that died without a word (signals).
+
+    ``reported`` holds the failure file's ``rank<TAB>kind<TAB>summary`` lines in arrival order.
+    """
+    failures = [line.split("\t", 2) for line in reported]
+    for rank, kind, summary in failures:
+        if kind == "error":
+            return f"rank {rank}: {summary}"
+    spoke = {int(rank) for rank, _, _ in failures}
+    silent = [str(rank) for rank in range(world_size) if rank not in spoke]
+    if failures and silent:
+        return (
+            f"rank {', '.join(silent)} died without a Python error (killed by a signal: SIGKILL, a segfault, "
+            "or the out-of-memory killer); the other ranks lost contact with it"
+        )
+    return f"{type(error).__name__}: {first_line(error) or 'a worker process died'}"
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, so the same clean-up runs."""
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, so the same clean-up runs (also where SIGINT was ignored)."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

@@ -1,9 +1,10 @@
 """Where the records of torchrunx agents and workers go, in the launcher's log server.
 
-- Console (stderr): rank 0's records from INFO up, live; other ranks' and agents' from WARNING up,
-  prefixed with ``[rank N]`` / ``[agent]``, so a failing rank's traceback shows where the user looks.
+- Console (stderr): rank 0's records from INFO up, live; other ranks' from WARNING up, prefixed with
+  ``[rank N]``, so a failing rank's traceback shows where the user looks. The agents' records (torch
+  elastic's view of the same failures, exit-time noise) go to the agent's file only.
 - Files: one per rank and agent under the torchrunx log dir (torchrunx's own file handlers).
-- Failure file: the one-line summary of each failing rank, in arrival order, for the launcher's last word.
+- Failure file: ``rank<TAB>kind<TAB>summary`` of each failing rank, in arrival order, for the launcher.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def log_handlers(
 
 def _console_filter(record: logging.LogRecord) -> bool:
     local_rank = getattr(record, "local_rank", None)
-    threshold = logging.INFO if local_rank == 0 else logging.WARNING
-    return record.levelno >= threshold
+    if local_rank is None:
+        return False
+    return record.levelno >= (logging.INFO if local_rank == 0 else logging.WARNING)
 
 
 class _RankFormatter(logging.Formatter):
@@ -43,22 +45,21 @@ class _RankFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         message = _LOGGER_PREFIX.sub("", record.getMessage(), count=1)
-        local_rank = getattr(record, "local_rank", None)
+        local_rank = getattr(record, "local_rank", 0)
         if local_rank == 0:
             return message
-        origin = "agent" if local_rank is None else f"rank {local_rank}"
-        return "\n".join(f"[{origin}] {line}" for line in message.splitlines())
+        return "\n".join(f"[rank {local_rank}] {line}" for line in message.splitlines())
 
 
 class _FailureFileHandler(logging.Handler):
-    """Appends the ``mjdist_failure`` summary that a failing worker attaches to its last record."""
+    """Appends the ``mjdist_failure`` (rank, kind, summary) that a failing worker attaches to its last record."""
 
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
 
     def emit(self, record: logging.LogRecord) -> None:
-        summary = getattr(record, "mjdist_failure", None)
-        if summary:
+        failure = getattr(record, "mjdist_failure", None)
+        if failure:
             with open(self.path, "a") as failures:
-                failures.write(summary + "\n")
+                failures.write("\t".join(map(str, failure)) + "\n")

@@ -40,12 +40,39 @@ def run_worker(job: bytes) -> object:
 
         return train_rank(*cloudpickle.loads(job))
     except KeyboardInterrupt:
-        log.warning("rank %d interrupted", rank, extra={"mjdist_failure": f"rank {rank}: interrupted"})
+        log.warning("rank %d interrupted", rank, extra=failure_record(rank, "interrupted", "interrupted"))
         _exit_now(INTERRUPTED_EXIT_CODE)
-    except BaseException as error:
-        summary = f"rank {rank}: {type(error).__name__}: {error}".splitlines()[0]
-        log.critical("rank %d failed:\n%s", rank, traceback.format_exc(), extra={"mjdist_failure": summary})
+    except BaseException as error:  # every failure must end the job, SystemExit included
+        if _lost_peer(error):
+            log.error("rank %d stopped: another rank went away (%s)", rank, first_line(error),
+                      extra=failure_record(rank, "lost-peer", first_line(error)))  # fmt: skip
+        else:
+            summary = f"{type(error).__name__}: {first_line(error)}"
+            log.critical("rank %d failed:\n%s", rank, traceback.format_exc(),
+                         extra=failure_record(rank, "error", summary))  # fmt: skip
         _exit_now(1)
+
+
+def failure_record(rank: int, kind: str, summary: str) -> dict:
+    """``extra`` for the record that reports a rank's failure: (rank, kind, one-line summary).
+
+    kind is 'error' (the rank raised), 'lost-peer' (a collective failed because another rank died) or
+    'interrupted'. The launcher's log server collects these (see log_routing).
+    """
+    return {"mjdist_failure": (rank, kind, summary)}
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _lost_peer(error: BaseException) -> bool:
+    """A collective that failed because another rank died: a consequence, not the cause."""
+    import torch.distributed as dist
+
+    return isinstance(error, dist.DistError) or "by peer" in str(error)
 
 
 def _die_with_parent() -> None:
