@@ -1,13 +1,16 @@
 """A cart-pole task whose environment fails on purpose, for the fault tests.
 
 ``MJDIST_TEST_FAULT="<raise|kill>:<rank>:<step>"`` makes that rank raise, or SIGKILL itself, at that control
-step. The launcher process and the workers import this module from ``tests/helpers`` (on PYTHONPATH).
+step, after writing the time of the fault to ``MJDIST_TEST_FAULT_STAMP`` (a file path) when that is set.
+The launcher process and the workers import this module from ``tests/helpers`` (on PYTHONPATH).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 import torch
 from mjdist_tasks.cartpole import BALANCE
@@ -16,6 +19,7 @@ from mjdist_tasks.cartpole.env import CartpoleEnv
 from mjdist.tasks import TaskSpec
 
 FAULT_VARIABLE = "MJDIST_TEST_FAULT"
+STAMP_VARIABLE = "MJDIST_TEST_FAULT_STAMP"
 
 
 class InjectedFault(RuntimeError):
@@ -29,6 +33,8 @@ class FaultyCartpoleEnv(CartpoleEnv):
         self.steps_taken = getattr(self, "steps_taken", 0) + 1
         mode, rank, step = os.environ.get(FAULT_VARIABLE, "none:-1:0").split(":")
         if int(os.environ.get("RANK", "0")) == int(rank) and self.steps_taken == int(step):
+            if STAMP_VARIABLE in os.environ:
+                Path(os.environ[STAMP_VARIABLE]).write_text(str(time.time()))
             if mode == "raise":
                 raise InjectedFault(f"injected fault at step {step}")
             if mode == "kill":

@@ -69,8 +69,8 @@ def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:
     plan = make_plan(task, cfg, selection, os.environ, datetime.datetime.now())
     if not cfg.dry_run:
         check_writable(plan.run_dir_path)
-        if selection.notice:
-            log.info("%s", selection.notice)
+    if selection.notice:
+        log.info("%s", selection.notice)
     return plan
 
 
@@ -100,6 +100,8 @@ def _train(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> int:
     if len(digests) > 1:
         log.error("Ranks ended with different parameters; gradient averaging is broken: %s", sorted(digests))
         return 1
+    if plan.world_size > 1:
+        log.info("All %d ranks ended with identical parameters (sha256 %s)", plan.world_size, digests.pop()[:12])
     log.info("Done: %d iterations; checkpoints, configs and TensorBoard logs in %s", cfg.agent.max_iterations,
              plan.run_dir)  # fmt: skip
     return 0

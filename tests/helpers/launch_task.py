@@ -1,12 +1,14 @@
-"""Launch the faulty cart-pole through mjdist's real launcher: ``launch_faulty.py RUN_DIR WORKERS ITERATIONS``.
+"""Launch the (optionally faulty) cart-pole through mjdist's real launcher and print the ranks' results.
 
-Exits like ``train`` does: 0 on success, 1 when a rank failed, 130 when interrupted.
+``launch_task.py LOG_ROOT WORKERS ITERATIONS`` prints one JSON list of RankResult dicts on stdout and exits like
+``train``: 0 on success, 1 when a rank failed, 130 when interrupted. Faults: see faulty_task.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import logging
 import os
 import sys
@@ -21,12 +23,12 @@ from mjdist.launch.plan import make_plan
 
 
 def main() -> int:
-    run_root, workers, iterations = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    log_root, workers, iterations = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     cfg = TrainConfig(
         env=dataclasses.replace(FAULTY.env, num_envs=64),
-        agent=dataclasses.replace(FAULTY.agent, max_iterations=iterations),
-        log_root=Path(run_root),
+        agent=dataclasses.replace(FAULTY.agent, max_iterations=iterations, save_interval=5),
+        log_root=log_root,
     )
     selection = resolve_devices(["None"], workers, None, 0, os.cpu_count() or 1)
     plan = make_plan(FAULTY.name, cfg, selection, os.environ, datetime.datetime.now())
@@ -35,7 +37,7 @@ def main() -> int:
     except RankFailedError as failure:
         logging.error("Training failed: %s", failure)
         return 130 if failure.interrupted else 1
-    logging.info("ok %s", [result.parameter_digest[:12] for result in results])
+    print(json.dumps([dataclasses.asdict(result) for result in results]))
     return 0
 
 

@@ -1,0 +1,34 @@
+"""Shared helpers: run the real console scripts and test launchers as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HELPERS = REPO / "tests" / "helpers"
+TRAIN = Path(sys.executable).with_name("train")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The test environment, with tests/helpers importable (torchrunx copies PYTHONPATH to the ranks)."""
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HELPERS), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def run_train(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``train`` console script."""
+    return subprocess.run(
+        [str(TRAIN), *args], capture_output=True, text=True, timeout=timeout, env=subprocess_env(**env), cwd=REPO
+    )
+
+
+@pytest.fixture
+def log_root(tmp_path: Path) -> Path:
+    """An empty directory for runs (not created until a run writes it)."""
+    return tmp_path / "runs"

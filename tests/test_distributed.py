@@ -1,0 +1,49 @@
+"""2 CPU ranks over gloo through the real launcher: identical parameters, different experience, one writer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import HELPERS, REPO, run_train, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_cpu_ranks_stay_identical_and_explore_differently(log_root: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(HELPERS / "launch_task.py"), str(log_root), "2", "6"],
+        capture_output=True, text=True, timeout=300, env=subprocess_env(), cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    ranks = json.loads(result.stdout)
+    assert [rank["rank"] for rank in ranks] == [0, 1]
+    assert ranks[0]["parameter_digest"] == ranks[1]["parameter_digest"]
+    assert ranks[0]["observation_digest"] != ranks[1]["observation_digest"]
+
+    (run_dir,) = (log_root / "cartpole_balance").iterdir()  # one run directory for both ranks
+    assert sorted(p.name for p in run_dir.glob("model_*.pt")) == ["model_0.pt", "model_5.pt"]
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    launch = yaml.safe_load((run_dir / "params" / "launch.yaml").read_text())
+    assert [rank["seed"] for rank in launch["ranks"]] == [42, 43]
+    (log_dir,) = (run_dir / "torchrunx").iterdir()
+    rank_logs = {path.name: path.read_text() for path in log_dir.iterdir()}
+    assert {"localhost[0].log", "localhost[1].log", "localhost.log"} <= set(rank_logs)
+    assert "iter 6/6" in rank_logs["localhost[0].log"]
+
+
+def test_train_command_with_cpu_workers(log_root: Path) -> None:
+    result = run_train(
+        "cartpole-balance", "--gpu-ids", "None", "--cpu-workers", "2", "--env.num-envs", "64",
+        "--agent.max-iterations", "2", "--log-root", str(log_root), "--run-name", "two-workers",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "env-steps/s (2 ranks x 64 envs = 128)" in result.stderr
+    assert "All 2 ranks ended with identical parameters" in result.stderr
+    (run_dir,) = (log_root / "cartpole_balance").iterdir()
+    (log_dir,) = (run_dir / "torchrunx").iterdir()
+    assert {"localhost[0].log", "localhost[1].log"} <= {path.name for path in log_dir.iterdir()}

@@ -1,0 +1,55 @@
+"""Real, short training of cartpole-balance on the CPU through the ``train`` command: it learns, and writes the run."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import run_train
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mjdist.tasks import registered_tasks
+
+ITERATIONS = 50
+
+
+def random_policy_episode_length(steps: int = 400) -> float:
+    """Mean length of the balance episodes a uniformly random policy finishes."""
+    spec = registered_tasks()["cartpole-balance"]
+    env = spec.load_env_class()(dataclasses.replace(spec.env, num_envs=64), device="cpu", seed=0)
+    lengths: list[float] = []
+    for _ in range(steps):
+        before = env.episode_length_buf.clone()
+        _, _, terminated, time_outs, _ = env.step(torch.rand(64, 1) * 2 - 1)
+        lengths += (before + 1)[terminated | time_outs].tolist()
+    return sum(lengths) / len(lengths)
+
+
+@pytest.mark.slow
+def test_cartpole_balance_learns_and_writes_the_run(log_root: Path) -> None:
+    result = run_train(
+        "cartpole-balance", "--gpu-ids", "None", "--log-root", str(log_root), "--agent.max-iterations", str(ITERATIONS)
+    )
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (log_root / "cartpole_balance").iterdir()
+    assert f"run directory: {run_dir}" in result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("iter ")]
+    assert len(progress) == ITERATIONS and "env-steps/s (512 envs)" in progress[-1] and "ETA" in progress[-1]
+
+    assert yaml.safe_load((run_dir / "params" / "env.yaml").read_text())["episode_length"] == 500
+    assert yaml.safe_load((run_dir / "params" / "agent.yaml").read_text())["max_iterations"] == ITERATIONS
+    checkpoints = sorted(int(p.stem.split("_")[1]) for p in run_dir.glob("model_*.pt"))
+    assert checkpoints == [0, 25, ITERATIONS - 1]  # every save_interval, plus the final one
+    assert "actor_state_dict" in torch.load(run_dir / f"model_{ITERATIONS - 1}.pt", weights_only=False)
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    for tag in ("Train/mean_reward", "Train/mean_episode_length", "Perf/total_fps", "Episode_Reward/alive"):
+        assert tag in events.Tags()["scalars"], tag
+    lengths = [event.value for event in events.Scalars("Train/mean_episode_length")]
+    random_length = random_policy_episode_length()
+    assert random_length < 60
+    assert lengths[-1] > 5 * random_length, (lengths, random_length)
