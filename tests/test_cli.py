@@ -100,3 +100,15 @@ def test_overrides_land_in_the_written_params(log_root: Path) -> None:
     assert agent["actor"]["hidden_dims"] == [16, 16]
     assert (run_dir / "model_0.pt").exists()
     assert not list(run_dir.glob("events.out.tfevents.*"))  # --agent.logger none writes no metrics
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_lives_in_the_run_directory(log_root: Path) -> None:
+    result = run_train(
+        "cartpole-balance", "--gpu-ids", "None", "--log-root", str(log_root), "--agent.logger", "wandb",
+        "--env.num-envs", "8", "--agent.max-iterations", "2", WANDB_MODE="offline",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (log_root / "cartpole_balance").iterdir()
+    (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
+    assert list(wandb_run.glob("*.wandb")), "wandb recorded the run's metrics"

@@ -76,6 +76,16 @@ def test_a_rank_that_raises_ends_the_job_with_its_traceback(log_root: Path) -> N
     assert launch.survivors() == []
 
 
+def test_a_start_up_error_in_a_rank_surfaces_the_same_way(log_root: Path) -> None:
+    launch, return_code, seconds = launch_with_fault(log_root, "startup:1:0")
+    stderr = launch.stderr
+    assert return_code == 1, stderr
+    assert seconds < DEADLINE_S, seconds
+    assert "[rank 1] faulty_task.InjectedFault: injected start-up fault" in stderr
+    assert stderr.strip().splitlines()[-1] == "Training failed: rank 1: InjectedFault: injected start-up fault"
+    assert launch.survivors() == []
+
+
 def test_a_killed_rank_ends_the_job_and_is_named(log_root: Path) -> None:
     launch, return_code, seconds = launch_with_fault(log_root, "kill:1:40")
     stderr = launch.stderr

@@ -102,8 +102,7 @@ def _train(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> int:
         return 1
     if plan.world_size > 1:
         log.info("All %d ranks ended with identical parameters (sha256 %s)", plan.world_size, digests.pop()[:12])
-    log.info("Done: %d iterations; checkpoints, configs and TensorBoard logs in %s", cfg.agent.max_iterations,
-             plan.run_dir)  # fmt: skip
+    log.info("Done: %d iterations; checkpoints, configs and logs in %s", cfg.agent.max_iterations, plan.run_dir)
     return 0
 
 

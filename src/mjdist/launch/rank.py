@@ -41,6 +41,8 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
     ctx = RankContext.from_environment(plan)
     pin_rank_to_device(plan, ctx)
     wp.config.log_level = wp.LOG_WARNING
+    if ctx.is_main and cfg.agent.logger == "wandb":
+        os.environ.setdefault("WANDB_DIR", plan.run_dir)  # wandb's files live in the run, not in the cwd
     with wp.ScopedDevice(ctx.device):
         env = spec.load_env_class()(cfg.env, device=ctx.device, seed=ctx.seed)
         runner = DistributedRunner(
