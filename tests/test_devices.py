@@ -7,6 +7,7 @@ import pytest
 from mjdist.launch.devices import (
     DeviceSelection,
     DeviceSelectionError,
+    check_gpus_exist,
     parse_visible_devices,
     resolve_devices,
 )
@@ -405,3 +406,12 @@ def test_cpu_workers_with_gpu_ids(gpu_ids: list[str], cpu_workers: str, expected
 
 def test_errors_are_value_errors() -> None:
     assert issubclass(DeviceSelectionError, ValueError)
+
+
+def test_gpus_named_by_cuda_visible_devices_must_exist_before_training() -> None:
+    check_gpus_exist("0,1", device_count=2)
+    check_gpus_exist(None, device_count=0)
+    with pytest.raises(
+        DeviceSelectionError, match=r"CUDA_VISIBLE_DEVICES='2,3' names 2 GPU\(s\), but torch sees only 0"
+    ):
+        check_gpus_exist("2,3", device_count=0)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+import tyro
 
 from mjdist.envs.config import EnvConfig
 from mjdist.rl.config import AgentConfig
@@ -21,9 +24,10 @@ class TrainConfig:
     """Runs are written to <log-root>/<experiment>/<YYYY-MM-DD_HH-MM-SS>[_<run-name>]/."""
     run_name: str = ""
     """Suffix of the run directory name."""
-    gpu_ids: tuple[str, ...] = ()
-    """GPUs as indices into CUDA_VISIBLE_DEVICES: '0 1' (one rank per GPU), 'all', or 'None' for the CPU.
-    Default: GPU 0 if one is visible, else the CPU."""
+    gpu_ids: Annotated[
+        tuple[str, ...], tyro.conf.arg(metavar="ID [ID ...]|all|None", help_behavior_hint="(default: GPU 0, else CPU)")
+    ] = ()
+    """GPUs as indices into CUDA_VISIBLE_DEVICES: '0 1' (one rank per GPU), 'all', or 'None' for the CPU."""
     cpu_workers: str | None = None
     """CPU worker processes (one rank each, gloo): a number or 'auto' (one per core). CPU mode only."""
     torchrunx_log_dir: str | None = None

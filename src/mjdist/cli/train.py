@@ -13,7 +13,7 @@ import tyro
 
 from mjdist.cli.usage import fail_usage
 from mjdist.config import TrainConfig
-from mjdist.launch.devices import DeviceSelectionError, resolve_devices
+from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, resolve_devices
 from mjdist.launch.plan import LaunchPlan, make_plan
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec, registered_tasks
@@ -59,15 +59,19 @@ def _cli_type(tasks: dict[str, TaskSpec]) -> object:
 def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:
     cfg.env.validate()
     cfg.agent.validate()
+    cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+    device_count = _cuda_device_count()
     selection = resolve_devices(
         gpu_ids=cfg.gpu_ids or None,
         cpu_workers=cfg.cpu_workers,
-        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
-        device_count=_cuda_device_count(),
+        cuda_visible_devices=cuda_visible_devices,
+        device_count=device_count,
         cpu_count=len(os.sched_getaffinity(0)),
     )
     plan = make_plan(task, cfg, selection, os.environ, datetime.datetime.now())
     if not cfg.dry_run:
+        if selection.kind == "cuda":
+            check_gpus_exist(cuda_visible_devices, device_count)
         check_writable(plan.run_dir_path)
     if selection.notice:
         log.info("%s", selection.notice)

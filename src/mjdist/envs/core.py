@@ -75,8 +75,7 @@ class MjWarpEnv(ABC):
         self.actions = torch.zeros(n, self.num_actions, device=self.device)
         self.prev_actions = torch.zeros_like(self.actions)
         self.episode_sums = {name: torch.zeros(n, device=self.device) for name in self.reward_weights}
-        self.reset()
-        self.obs = self.observations()
+        self.obs = self.reset()
 
     # ---- what a task implements -------------------------------------------------------------------------
 
@@ -123,21 +122,24 @@ class MjWarpEnv(ABC):
         terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         for flags in reasons.values():
             terminated |= flags
-        time_outs = self.episode_length_buf >= self.max_episode_length
+        time_outs = (self.episode_length_buf >= self.max_episode_length) & ~terminated  # a failure is never cut short
         reward = self._reward()
 
         extras: dict = {"time_outs": time_outs, "log": {}}
         done_ids = (terminated | time_outs).nonzero().squeeze(-1)
         if done_ids.numel() > 0:
             extras["log"] = self._episode_log(done_ids, reasons, time_outs)
-            self.reset(done_ids)
+            self._start_episodes(done_ids)
         self.obs = self.observations()
         return self.obs, reward, terminated, time_outs, extras
 
-    def reset(self, env_ids: torch.Tensor | None = None) -> None:
-        """Start new episodes in the worlds ``env_ids`` (all worlds if None)."""
-        if env_ids is None:
-            env_ids = torch.arange(self.num_envs, device=self.device)
+    def reset(self, env_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Start new episodes in the worlds ``env_ids`` (all worlds if None); returns the new observations."""
+        self._start_episodes(torch.arange(self.num_envs, device=self.device) if env_ids is None else env_ids)
+        self.obs = self.observations()
+        return self.obs
+
+    def _start_episodes(self, env_ids: torch.Tensor) -> None:
         qpos, qvel = self.initial_state(env_ids)
         self.qpos[env_ids] = qpos
         self.qvel[env_ids] = qvel

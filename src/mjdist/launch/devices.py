@@ -53,6 +53,19 @@ def parse_visible_devices(value: str | None, device_count: int) -> list[str]:
     return devices
 
 
+def check_gpus_exist(cuda_visible_devices: str | None, device_count: int) -> None:
+    """Before training (not for --dry-run, which plans for other machines): every visible entry must exist.
+
+    CUDA drops entries it cannot find, so torch then sees fewer devices than CUDA_VISIBLE_DEVICES names.
+    """
+    named = parse_visible_devices(cuda_visible_devices, device_count)
+    if device_count < len(named):
+        raise DeviceSelectionError(
+            f"CUDA_VISIBLE_DEVICES={cuda_visible_devices!r} names {len(named)} GPU(s), but torch sees only "
+            f"{device_count} on this machine; name GPUs that exist (nvidia-smi -L lists them)"
+        )
+
+
 def resolve_devices(
     gpu_ids: Sequence[str] | None,
     cpu_workers: str | None,

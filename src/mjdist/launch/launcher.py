@@ -51,7 +51,8 @@ def launch(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResul
     if plan.world_size == 1:
         from mjdist.launch.rank import train_rank  # the launcher of several ranks never needs it
 
-        return [train_rank(plan, cfg, spec)]
+        with _signals_as_interrupt():
+            return [train_rank(plan, cfg, spec)]
     return _launch_ranks(plan, cfg, spec)
 
 
