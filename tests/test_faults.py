@@ -66,23 +66,20 @@ def launch_with_fault(log_root: Path, fault: str) -> tuple[Launch, int, float]:
     return launch, return_code, exited - float(stamp.read_text())
 
 
-def test_a_rank_that_raises_ends_the_job_with_its_traceback(log_root: Path) -> None:
-    launch, return_code, seconds = launch_with_fault(log_root, "raise:1:40")
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("raise:1:40", "injected fault at step 40"),  # inside training, while rank 0 waits in a collective
+        ("startup:1:0", "injected start-up fault"),  # while the rank builds its environment
+    ],
+)
+def test_a_rank_that_raises_ends_the_job_with_its_traceback(log_root: Path, fault: str, message: str) -> None:
+    launch, return_code, seconds = launch_with_fault(log_root, fault)
     stderr = launch.stderr
     assert return_code == 1, stderr
     assert seconds < DEADLINE_S, seconds
-    assert "[rank 1] faulty_task.InjectedFault: injected fault at step 40" in stderr  # the traceback, live
-    assert stderr.strip().splitlines()[-1] == "Training failed: rank 1: InjectedFault: injected fault at step 40"
-    assert launch.survivors() == []
-
-
-def test_a_start_up_error_in_a_rank_surfaces_the_same_way(log_root: Path) -> None:
-    launch, return_code, seconds = launch_with_fault(log_root, "startup:1:0")
-    stderr = launch.stderr
-    assert return_code == 1, stderr
-    assert seconds < DEADLINE_S, seconds
-    assert "[rank 1] faulty_task.InjectedFault: injected start-up fault" in stderr
-    assert stderr.strip().splitlines()[-1] == "Training failed: rank 1: InjectedFault: injected start-up fault"
+    assert f"[rank 1] faulty_task.InjectedFault: {message}" in stderr  # the traceback, live on the console
+    assert stderr.strip().splitlines()[-1] == f"Training failed: rank 1: InjectedFault: {message}"
     assert launch.survivors() == []
 
 
