@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 from pathlib import Path
 
 import pytest
+from mjdist_tasks.cartpole import BALANCE
 
 from mjdist.cli.train import main
+from mjdist.config import TrainConfig
+from mjdist.launch.devices import resolve_devices
+from mjdist.launch.plan import make_plan
 
 
 def dry_run(capsys: pytest.CaptureFixture[str], log_root: Path, *args: str) -> tuple[dict, str]:
@@ -54,7 +60,7 @@ def test_gpu_ids_index_into_cuda_visible_devices(capsys, log_root: Path, monkeyp
     plan, _ = dry_run(capsys, log_root, "--gpu-ids", "0", "1")
     assert plan["world_size"] == 2 and plan["backend"] == "nccl"
     assert [(r["rank"], r["local_rank"], r["device"], r["physical_gpu"], r["seed"]) for r in plan["ranks"]] == [
-        (0, 0, "cuda:0", "2", 42), (1, 1, "cuda:0", "3", 43),
+        (0, 0, "cuda:0", "2", 42), (1, 1, "cuda:1", "3", 43),
     ]  # fmt: skip
 
 
@@ -62,6 +68,7 @@ def test_gpu_order_and_uuids_are_kept(capsys, log_root: Path, monkeypatch) -> No
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa, GPU-bbbb,GPU-cccc")
     plan, _ = dry_run(capsys, log_root, "--gpu-ids", "2", "0")
     assert [r["physical_gpu"] for r in plan["ranks"]] == ["GPU-cccc", "GPU-aaaa"]
+    assert [r["device"] for r in plan["ranks"]] == ["cuda:0", "cuda:1"]
 
 
 def test_all_uses_every_visible_gpu(capsys, log_root: Path, monkeypatch) -> None:
@@ -122,3 +129,15 @@ def test_cpu_workers_with_gpu_ids_is_an_error(capsys, log_root: Path, monkeypatc
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     assert main(["cartpole-balance", "--log-root", str(log_root), "--gpu-ids", "0", "--cpu-workers", "2"]) == 2
     assert "--cpu-workers only applies to CPU training" in capsys.readouterr().err
+
+
+def test_multi_gpu_ranks_see_the_selected_gpus_in_rank_order(log_root: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    cfg = TrainConfig(env=BALANCE.env, agent=BALANCE.agent, log_root=log_root)
+    selection = resolve_devices(["3", "1"], None, "4,5,6,7", 0, 2)
+    plan = make_plan(BALANCE.name, cfg, selection, os.environ, datetime.datetime.now())
+    assert plan.rank_visible_devices == "7,5"  # rank 0 -> cuda:0 = GPU 7, rank 1 -> cuda:1 = GPU 5
+    single = make_plan(
+        BALANCE.name, cfg, resolve_devices(["1"], None, "4,5", 0, 2), os.environ, datetime.datetime.now()
+    )
+    assert single.rank_visible_devices is None  # one process keeps the launcher's CUDA_VISIBLE_DEVICES

@@ -63,6 +63,7 @@ def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[Ra
             workers_per_host=plan.world_size,
             backend=plan.backend,  # type: ignore[arg-type]
             copy_env_vars=ENV_VARS_FOR_RANKS,
+            extra_env_vars={"CUDA_VISIBLE_DEVICES": plan.rank_visible_devices} if plan.rank_visible_devices else None,
         )
         launcher.set_logging_handlers(
             partial(log_handlers, ["localhost"], [plan.world_size], plan.torchrunx_log_dir, failure_file.name)

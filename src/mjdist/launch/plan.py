@@ -24,7 +24,7 @@ class RankPlan:
     rank: int
     local_rank: int
     device: str
-    """torch/Warp device inside the rank: 'cpu', or 'cuda:<i>' (multi-GPU ranks each see only their GPU)."""
+    """torch/Warp device inside the rank: 'cpu', or 'cuda:<i>' (in a multi-GPU job, i = local rank)."""
     physical_gpu: str | None
     """The CUDA_VISIBLE_DEVICES entry of the rank's GPU (None on the CPU)."""
     seed: int
@@ -44,6 +44,14 @@ class LaunchPlan:
     """Per-rank log files (None: single process, or disabled with '')."""
     torch_threads: int | None
     """torch intra-op threads per rank (1 per CPU worker unless OMP_NUM_THREADS is set; None: torch's default)."""
+
+    @property
+    def rank_visible_devices(self) -> str | None:
+        """CUDA_VISIBLE_DEVICES for the ranks of a multi-GPU job: the selected GPUs in rank order, so that
+        rank r's ``cuda:r`` is its GPU whatever initialized CUDA first (torchrunx creates the NCCL group
+        before the rank's code runs). None when the ranks keep the launcher's environment."""
+        gpus = [rank.physical_gpu for rank in self.ranks if rank.physical_gpu is not None]
+        return ",".join(gpus) if self.world_size > 1 and gpus else None
 
     @property
     def run_dir_path(self) -> Path:
@@ -91,7 +99,7 @@ def _rank_device(selection: DeviceSelection, rank: int) -> str:
         return "cpu"
     if selection.world_size == 1:
         return f"cuda:{selection.visible_indices[0]}"
-    return "cuda:0"
+    return f"cuda:{rank}"  # ranks see exactly the selected GPUs, in rank order (see rank_visible_devices)
 
 
 def _torchrunx_log_dir(cfg: TrainConfig, world_size: int, run_dir: Path, environ: Mapping[str, str]) -> str | None:

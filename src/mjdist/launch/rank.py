@@ -23,10 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def pin_rank_to_device(plan: LaunchPlan, ctx: RankContext) -> None:
-    """Before any CUDA work: restrict a multi-GPU rank to its own GPU, set threads, seeds, torch device."""
-    physical_gpu = plan.ranks[ctx.rank].physical_gpu
-    if plan.world_size > 1 and physical_gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = physical_gpu
+    """Set the rank's torch device (before any CUDA work), its thread count and its seeds."""
     if plan.torch_threads is not None:
         torch.set_num_threads(plan.torch_threads)
     if ctx.device.startswith("cuda"):
