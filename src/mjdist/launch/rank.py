@@ -47,6 +47,7 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
             cfg.agent.to_rsl_rl(cfg.run_name),
             log_dir=plan.run_dir if ctx.is_main else None,
             device=ctx.device,
+            task=plan.task,
         )
         if ctx.is_main:
             write_params(plan.run_dir_path, {"env": cfg.env, "agent": cfg.agent, "launch": plan.to_json()})

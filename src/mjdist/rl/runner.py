@@ -25,7 +25,8 @@ class DistributedRunner(OnPolicyRunner):
     torch.distributed and runs unchanged on the existing group.
     """
 
-    def __init__(self, env: VecEnv, train_cfg: dict, log_dir: str | None, device: str) -> None:
+    def __init__(self, env: VecEnv, train_cfg: dict, log_dir: str | None, device: str, task: str) -> None:
+        self.task = task
         with contextlib.redirect_stdout(_DebugLog()):
             super().__init__(env, train_cfg, log_dir=log_dir, device=device)
         self.logger = ProgressLogger(
@@ -45,6 +46,10 @@ class DistributedRunner(OnPolicyRunner):
             super().learn(num_learning_iterations, init_at_random_ep_len)
         if isinstance(self.logger.writer, SummaryWriter):
             self.logger.writer.close()  # rsl_rl leaves TensorBoard's writer open; close it so events are flushed now
+
+    def save(self, path: str, infos: dict | None = None) -> None:
+        """rsl_rl's checkpoint, which also records the task and the train_cfg that built its networks."""
+        super().save(path, infos={"task": self.task, "train_cfg": self.cfg, **(infos or {})})
 
     def _configure_multi_gpu(self) -> None:
         self.is_distributed = dist.is_initialized() and dist.get_world_size() > 1
