@@ -33,5 +33,9 @@ class TrainConfig:
     torchrunx_log_dir: str | None = None
     """Per-rank log files of multi-rank runs; default <run dir>/torchrunx, '' disables them.
     The TORCHRUNX_LOG_DIR environment variable, if set, wins."""
+    resume: Path | None = None
+    """Continue training from a checkpoint (model_<it>.pt) or a run directory (its latest checkpoint):
+    networks, optimizer, normalizers, learning rate and the iteration count carry on, in a new run
+    directory. --agent.max-iterations then counts ADDITIONAL iterations."""
     dry_run: bool = False
     """Print the launch plan as one JSON object and exit, starting and writing nothing."""

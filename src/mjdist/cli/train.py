@@ -7,10 +7,12 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Union
 
 import tyro
 
+from mjdist.checkpoints import CheckpointError, read_checkpoint, resolve_checkpoint
 from mjdist.cli.usage import fail_usage
 from mjdist.config import TrainConfig
 from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, resolve_devices
@@ -68,7 +70,8 @@ def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:
         device_count=device_count,
         cpu_count=len(os.sched_getaffinity(0)),
     )
-    plan = make_plan(task, cfg, selection, os.environ, datetime.datetime.now())
+    resume_from = _checked_resume(task, cfg.resume) if cfg.resume is not None else None
+    plan = make_plan(task, cfg, selection, os.environ, datetime.datetime.now(), resume_from)
     if not cfg.dry_run:
         if selection.kind == "cuda":
             check_gpus_exist(cuda_visible_devices, device_count)
@@ -76,6 +79,13 @@ def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:
     if selection.notice:
         log.info("%s", selection.notice)
     return plan
+
+
+def _checked_resume(task: str, resume: Path) -> Path:
+    """The checkpoint to resume from, read once here so that a bad one is refused before anything starts."""
+    checkpoint = resolve_checkpoint(resume)
+    read_checkpoint(checkpoint, task)
+    return checkpoint
 
 
 def _cuda_device_count() -> int:
@@ -94,6 +104,8 @@ def _train(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> int:
     log.info("Training %s on %d rank(s) [%s]; run directory: %s", plan.task, plan.world_size, ranks, plan.run_dir)
     try:
         results = launch(plan, cfg, spec)
+    except CheckpointError as error:
+        return fail_usage(PROG, str(error))
     except KeyboardInterrupt:
         log.error("Interrupted.")
         return 130

@@ -44,6 +44,8 @@ class LaunchPlan:
     """Per-rank log files (None: single process, or disabled with '')."""
     torch_threads: int | None
     """torch intra-op threads per rank (1 per CPU worker unless OMP_NUM_THREADS is set; None: torch's default)."""
+    resume_from: str | None = None
+    """Checkpoint every rank loads before training (None: start from scratch)."""
 
     @property
     def rank_visible_devices(self) -> str | None:
@@ -69,6 +71,7 @@ def make_plan(
     selection: DeviceSelection,
     environ: Mapping[str, str],
     now: datetime.datetime,
+    resume_from: Path | None = None,
 ) -> LaunchPlan:
     """Resolve devices, seeds and directories for every rank."""
     run_dir = run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
@@ -91,6 +94,7 @@ def make_plan(
         run_dir=str(run_dir),
         torchrunx_log_dir=_torchrunx_log_dir(cfg, selection.world_size, run_dir, environ),
         torch_threads=1 if cpu_workers and "OMP_NUM_THREADS" not in environ else None,
+        resume_from=str(resume_from.absolute()) if resume_from is not None else None,
     )
 
 

@@ -6,18 +6,26 @@ import hashlib
 import logging
 import os
 import random
+import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 import warp as wp
 
+from mjdist.checkpoints import CheckpointError, checkpoint_iteration
 from mjdist.config import TrainConfig
 from mjdist.envs.vec_env import RslRlVecEnv
 from mjdist.launch.context import RankContext, RankResult
 from mjdist.launch.plan import LaunchPlan
+from mjdist.launch.worker import first_line
 from mjdist.rl.runner import DistributedRunner
 from mjdist.runs import write_params
 from mjdist.tasks import TaskSpec
+
+EXPORTED_POLICY = "policy.pt"
+"""TorchScript policy written to <run dir>/exported/ after training: actions from the concatenated actor
+observations, normalization included; runs with plain torch (torch.jit.load), without mjdist."""
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +57,32 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
             device=ctx.device,
             task=plan.task,
         )
+        if plan.resume_from is not None:
+            resume(runner, Path(plan.resume_from), ctx.device)
         if ctx.is_main:
             write_params(plan.run_dir_path, {"env": cfg.env, "agent": cfg.agent, "launch": plan.to_json()})
         runner.learn(cfg.agent.max_iterations)
+        if ctx.is_main:
+            with warnings.catch_warnings():  # torch deprecates jit.script, which rsl_rl's exporter uses
+                warnings.simplefilter("ignore", FutureWarning)
+                runner.export_policy_to_jit(str(plan.run_dir_path / "exported"), EXPORTED_POLICY)
     return RankResult(
         rank=ctx.rank,
         iterations=cfg.agent.max_iterations,
         parameter_digest=_digest(runner.alg.actor.state_dict() | runner.alg.critic.state_dict()),
         observation_digest=_digest(dict(runner.env.get_observations().items())),
     )
+
+
+def resume(runner: DistributedRunner, checkpoint: Path, device: str) -> None:
+    """Load everything the checkpoint holds; the next iteration is numbered after the checkpoint's."""
+    try:
+        runner.load(str(checkpoint), map_location=device)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} does not fit this task's networks: {first_line(error)}"
+        ) from error
+    runner.current_learning_iteration = checkpoint_iteration(checkpoint) + 1
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:

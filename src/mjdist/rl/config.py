@@ -56,7 +56,8 @@ class AgentConfig:
     experiment_name: str = "mjdist"
     """Runs go to <log-root>/<experiment-name>/<timestamp>[_<run-name>]/."""
     max_iterations: int = 300
-    """PPO iterations to run (each collects num_steps_per_env x num_envs steps per rank)."""
+    """PPO iterations to run (each collects num_steps_per_env x num_envs steps per rank); with --resume, the
+    iterations to run in addition to the checkpoint's."""
     num_steps_per_env: int = 24
     """Control steps each environment collects per iteration."""
     seed: int = 42
