@@ -86,11 +86,14 @@ def test_bad_checkpoints_are_refused_before_anything_is_written(
     data["infos"]["task"] = "cartpole-swingup"
     torch.save(data, foreign)
     (tmp_path / "empty-run").mkdir()
+    not_a_dict = tmp_path / "model_8.pt"
+    torch.save(5, not_a_dict)
     cases = {
         str(tmp_path / "missing.pt"): "does not exist",
         str(truncated): "cannot read checkpoint",
         str(foreign): "was trained on task 'cartpole-swingup', not 'cartpole-balance'",
         str(tmp_path / "empty-run"): "has no model_<iteration>.pt checkpoints",
+        str(not_a_dict): "is not an rsl_rl checkpoint (it holds a int)",
     }
     log_root = tmp_path / "never-written"
     for resume_path, message in cases.items():

@@ -63,8 +63,10 @@ def read_checkpoint(path: Path, task: str) -> dict[str, Any]:
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from error
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path} is not an rsl_rl checkpoint (it holds a {type(checkpoint).__name__})")
     missing = {"actor_state_dict", "critic_state_dict", "optimizer_state_dict", "iter"} - set(checkpoint)
-    if not isinstance(checkpoint, dict) or missing:
+    if missing:
         raise CheckpointError(f"{path} is not an rsl_rl checkpoint (missing {', '.join(sorted(missing))})")
     trained_on = (checkpoint.get("infos") or {}).get("task")
     if trained_on != task:

@@ -15,7 +15,7 @@ import tyro
 from mjdist.checkpoints import CheckpointError, read_checkpoint, resolve_checkpoint
 from mjdist.cli.usage import fail_usage
 from mjdist.config import TrainConfig
-from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, resolve_devices
+from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
 from mjdist.launch.plan import LaunchPlan, make_plan
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec, registered_tasks
@@ -62,7 +62,7 @@ def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:
     cfg.env.validate()
     cfg.agent.validate()
     cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
-    device_count = _cuda_device_count()
+    device_count = cuda_device_count(cuda_visible_devices)
     selection = resolve_devices(
         gpu_ids=cfg.gpu_ids or None,
         cpu_workers=cfg.cpu_workers,
@@ -86,15 +86,6 @@ def _checked_resume(task: str, resume: Path) -> Path:
     checkpoint = resolve_checkpoint(resume)
     read_checkpoint(checkpoint, task)
     return checkpoint
-
-
-def _cuda_device_count() -> int:
-    """GPUs torch sees; torch is imported only when CUDA_VISIBLE_DEVICES leaves any to count."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
-        return 0
-    import torch
-
-    return torch.cuda.device_count()
 
 
 def _train(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> int:

@@ -53,6 +53,15 @@ def parse_visible_devices(value: str | None, device_count: int) -> list[str]:
     return devices
 
 
+def cuda_device_count(cuda_visible_devices: str | None) -> int:
+    """GPUs torch sees; torch is imported only when CUDA_VISIBLE_DEVICES leaves any to count."""
+    if cuda_visible_devices == "":
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def check_gpus_exist(cuda_visible_devices: str | None, device_count: int) -> None:
     """Before training (not for --dry-run, which plans for other machines): every visible entry must exist.
 

@@ -13,12 +13,11 @@ import numpy as np
 import torch
 import warp as wp
 
-from mjdist.checkpoints import CheckpointError, checkpoint_iteration
+from mjdist.checkpoints import checkpoint_iteration
 from mjdist.config import TrainConfig
 from mjdist.envs.vec_env import RslRlVecEnv
 from mjdist.launch.context import RankContext, RankResult
 from mjdist.launch.plan import LaunchPlan
-from mjdist.launch.worker import first_line
 from mjdist.rl.runner import DistributedRunner
 from mjdist.runs import write_params
 from mjdist.tasks import TaskSpec
@@ -76,12 +75,7 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
 
 def resume(runner: DistributedRunner, checkpoint: Path, device: str) -> None:
     """Load everything the checkpoint holds; the next iteration is numbered after the checkpoint's."""
-    try:
-        runner.load(str(checkpoint), map_location=device)
-    except RuntimeError as error:
-        raise CheckpointError(
-            f"checkpoint {checkpoint} does not fit this task's networks: {first_line(error)}"
-        ) from error
+    runner.load_checkpoint(checkpoint, device)
     runner.current_learning_iteration = checkpoint_iteration(checkpoint) + 1
 
 

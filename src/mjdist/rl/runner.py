@@ -6,12 +6,14 @@ import contextlib
 import io
 import logging
 import os
+from pathlib import Path
 
 import torch.distributed as dist
 from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 from torch.utils.tensorboard import SummaryWriter
 
+from mjdist.checkpoints import CheckpointError
 from mjdist.rl.progress import ProgressLogger
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,16 @@ class DistributedRunner(OnPolicyRunner):
             super().learn(num_learning_iterations, init_at_random_ep_len)
         if isinstance(self.logger.writer, SummaryWriter):
             self.logger.writer.close()  # rsl_rl leaves TensorBoard's writer open; close it so events are flushed now
+
+    def load_checkpoint(self, path: Path, device: str) -> None:
+        """Load networks, optimizer, normalizers and iteration from ``path``; a CheckpointError if they don't fit."""
+        try:
+            self.load(str(path), map_location=device)
+        except RuntimeError as error:  # torch's load_state_dict: missing keys or shapes that differ
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this task's networks: {' '.join(lines[:2])}"
+            ) from error
 
     def save(self, path: str, infos: dict | None = None) -> None:
         """rsl_rl's checkpoint, which also records the task and the train_cfg that built its networks."""

@@ -1,0 +1,178 @@
+"""``play <task> [flags]``: roll out a trained policy (or a baseline) on one device and summarize its episodes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Union
+
+import tyro
+
+from mjdist.checkpoints import CheckpointError, latest_checkpoint, latest_run, read_checkpoint, resolve_checkpoint
+from mjdist.cli.usage import fail_usage
+from mjdist.envs.config import EnvConfig
+from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
+from mjdist.play_config import PlayConfig
+from mjdist.tasks import TaskSpec, registered_tasks
+
+if TYPE_CHECKING:
+    from mjdist.evaluation import PlaySummary
+
+log = logging.getLogger("mjdist.play")
+
+PROG = "play"
+
+
+@dataclass(frozen=True)
+class PolicyCheckpoint:
+    """A checkpoint that was read and checked, and the rsl_rl train_cfg that built its networks."""
+
+    path: Path
+    iteration: int
+    train_cfg: dict
+
+
+@dataclass(frozen=True)
+class PlayPlan:
+    """A checked `play` request: the environments, the budget, the device, and the checkpoint for a policy."""
+
+    env: EnvConfig
+    num_episodes: int | None
+    num_steps: int | None
+    device: str
+    checkpoint: PolicyCheckpoint | None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point of ``play``."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    tasks = registered_tasks()
+    if args and not args[0].startswith("-") and args[0] not in tasks:
+        return fail_usage(PROG, f"unknown task {args[0]!r}; known tasks: {', '.join(tasks)}")
+    cfg = tyro.cli(_cli_type(tasks), args=args, prog=PROG, description=PlayConfig.__doc__)
+    spec = tasks[args[0]]
+    try:
+        plan = _plan(spec, cfg)
+    except (ValueError, DeviceSelectionError, CheckpointError) as error:
+        return fail_usage(PROG, str(error))
+    try:
+        summary = _play(spec, cfg, plan)
+    except CheckpointError as error:
+        return fail_usage(PROG, str(error))
+    except KeyboardInterrupt:
+        log.error("Interrupted.")
+        return 130
+    print(json.dumps(summary.to_json()) if cfg.json else summary.to_text())
+    return 0
+
+
+def _cli_type(tasks: dict[str, TaskSpec]) -> object:
+    """One tyro subcommand per task, with the task's play environment as the default."""
+    variants = tuple(
+        Annotated[
+            PlayConfig,
+            tyro.conf.subcommand(name, default=PlayConfig(env=spec.play_env or spec.env), description=spec.description),
+        ]
+        for name, spec in tasks.items()
+    )
+    return Union[variants]  # noqa: UP007 - a Union built at run time
+
+
+def _plan(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
+    """Check every flag, pick the device and read the checkpoint; raise a one-line error for bad input."""
+    if cfg.num_envs is not None and cfg.num_envs < 1:
+        raise ValueError(f"--num-envs must be at least 1, got {cfg.num_envs}")
+    env = cfg.env if cfg.num_envs is None else dataclasses.replace(cfg.env, num_envs=cfg.num_envs)
+    env.validate()
+    num_episodes, num_steps = _budget(cfg, env.num_envs)
+    device = _device(cfg)
+    if cfg.agent != "policy":
+        if cfg.checkpoint is not None or cfg.run is not None:
+            raise ValueError(f"--agent {cfg.agent} plays without a checkpoint; drop --checkpoint and --run")
+        return PlayPlan(env, num_episodes, num_steps, device, checkpoint=None)
+    path = _checkpoint_path(spec, cfg)
+    checkpoint = read_checkpoint(path, spec.name)
+    train_cfg = checkpoint["infos"].get("train_cfg")
+    if not isinstance(train_cfg, dict):
+        raise CheckpointError(f"checkpoint {path} does not record the train_cfg that built its networks")
+    policy = PolicyCheckpoint(path.absolute(), checkpoint["iter"], train_cfg)
+    return PlayPlan(env, num_episodes, num_steps, device, policy)
+
+
+def _budget(cfg: PlayConfig, num_envs: int) -> tuple[int | None, int | None]:
+    """``(num_episodes, num_steps)`` with exactly one set; by default 2 episodes per environment."""
+    if cfg.num_episodes is not None and cfg.num_steps is not None:
+        raise ValueError("give --num-episodes or --num-steps, not both")
+    for flag, value in (("--num-episodes", cfg.num_episodes), ("--num-steps", cfg.num_steps)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    if cfg.num_steps is not None:
+        return None, cfg.num_steps
+    return (cfg.num_episodes or 2 * num_envs), None
+
+
+def _device(cfg: PlayConfig) -> str:
+    """The one torch/Warp device to play on: ``cuda:<index>`` or ``cpu``."""
+    cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+    device_count = cuda_device_count(cuda_visible_devices)
+    selection = resolve_devices(
+        gpu_ids=cfg.gpu_ids or None,
+        cpu_workers=None,
+        cuda_visible_devices=cuda_visible_devices,
+        device_count=device_count,
+        cpu_count=1,
+    )
+    if selection.world_size > 1:
+        raise DeviceSelectionError(f"play runs on one device; give one GPU id (got --gpu-ids {' '.join(cfg.gpu_ids)})")
+    if selection.kind == "cpu":
+        return "cpu"
+    check_gpus_exist(cuda_visible_devices, device_count)
+    return f"cuda:{selection.visible_indices[0]}"
+
+
+def _checkpoint_path(spec: TaskSpec, cfg: PlayConfig) -> Path:
+    """--checkpoint as given, the latest checkpoint of --run, or that of the newest run under --log-root."""
+    if cfg.checkpoint is not None and cfg.run is not None:
+        raise ValueError("give --checkpoint or --run, not both")
+    if cfg.checkpoint is not None:
+        return resolve_checkpoint(cfg.checkpoint)
+    if cfg.run is not None:
+        return latest_checkpoint(cfg.run)
+    return latest_checkpoint(latest_run(cfg.log_root / spec.agent.experiment_name))
+
+
+def _play(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
+    """Build the environments and the actor on the plan's device, roll out, and summarize."""
+    import torch
+    import warp as wp
+
+    from mjdist.actors import baseline, load_policy
+    from mjdist.envs.vec_env import RslRlVecEnv
+    from mjdist.evaluation import PlaySummary, rollout
+
+    wp.config.log_level = wp.LOG_WARNING
+    if plan.device.startswith("cuda"):
+        torch.cuda.set_device(plan.device)
+    with wp.ScopedDevice(plan.device):
+        vec_env = RslRlVecEnv(spec.load_env_class()(plan.env, device=plan.device, seed=cfg.seed))
+        if plan.checkpoint is None:
+            actor = baseline(cfg.agent, vec_env)
+        else:
+            actor = load_policy(vec_env, plan.checkpoint.path, plan.checkpoint.train_cfg, spec.name, plan.device)
+            log.info("Loaded checkpoint %s (iteration %d)", plan.checkpoint.path, plan.checkpoint.iteration)
+        budget = f"{plan.num_episodes} episodes" if plan.num_steps is None else f"{plan.num_steps} steps"
+        log.info("Playing %s (%s) on %s: %d envs, %s", spec.name, cfg.agent, plan.device, plan.env.num_envs, budget)
+        episodes = rollout(vec_env, actor, plan.num_episodes, plan.num_steps)
+    checkpoint = None if plan.checkpoint is None else str(plan.checkpoint.path)
+    return PlaySummary.of(episodes, spec.name, cfg.agent, checkpoint, plan.env.num_envs)
+
+
+def run() -> None:
+    """``play`` console script."""
+    sys.exit(main())
