@@ -274,3 +274,46 @@ def test_summary_statistics_and_formats() -> None:
     none = PlaySummary.of(rollout(_FakeVecEnv(), _act, None, 1), TASK, "random", None, 2)
     assert json.loads(json.dumps(none.to_json()))["mean_return"] is None and none.std_return is None
     assert none.to_text() == f"{TASK} | random | 0 episodes over 2 envs | return n/a | length n/a"
+
+
+@pytest.mark.slow
+def test_video_has_the_requested_frames_and_size(trained: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    import imageio.v3 as iio
+
+    run_dir = _run_dir(trained[0])
+    summary = _play_json(
+        ["--run", str(run_dir), "--video", "--video-length", "12", "--video-width", "96", "--video-height", "64",
+         "--num-envs", "4", "--num-steps", "3", "--gpu-ids", "None"],
+        capsys,
+    )  # fmt: skip
+    assert summary["steps"] == 3  # the evaluation is unchanged by the recording
+    frames = iio.imread(run_dir / "videos" / "play" / f"{Path(FINAL).stem}.mp4")
+    assert frames.shape == (12, 64, 96, 3)
+    assert frames.std() > 5, "the frames show a scene, not a blank buffer"
+    assert _sha256(run_dir / FINAL) == trained[1]
+
+
+def test_baseline_video_goes_under_the_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import imageio.v3 as iio
+
+    _play_json(
+        ["--agent", "zero", "--log-root", str(tmp_path), "--video", "--video-length", "4", "--video-width", "32",
+         "--video-height", "32", "--num-envs", "2", "--num-steps", "1", "--gpu-ids", "None"],
+        capsys,
+    )  # fmt: skip
+    assert iio.imread(tmp_path / "cartpole_balance" / "videos" / "play" / "zero.mp4").shape == (4, 32, 32, 3)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--video-length", "0"], "--video-length must be at least 1 frame, got 0"),
+        (["--video-width", "33"], "--video-width must be an even number of pixels, at least 16, got 33"),
+        (["--video-height", "8"], "--video-height must be an even number of pixels, at least 16, got 8"),
+    ],
+)
+def test_bad_video_flags_are_refused(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _assert_usage_error([TASK, "--agent", "zero", "--log-root", str(tmp_path), "--video", *flags], message, capsys)
+    assert list(tmp_path.iterdir()) == []

@@ -39,5 +39,14 @@ class PlayConfig:
         tuple[str, ...], tyro.conf.arg(metavar="ID|None", help_behavior_hint="(default: GPU 0, else CPU)")
     ] = ()
     """One GPU as an index into CUDA_VISIBLE_DEVICES, or 'None' for the CPU."""
+    video: bool = False
+    """Record an mp4 of environment 0 (headless: EGL on a GPU, OSMesa on the CPU) before the evaluation, into
+    videos/play/ next to the checkpoint (for baselines: <log-root>/<experiment-name>/videos/play/)."""
+    video_length: int = 500
+    """Frames to record, one per control step."""
+    video_width: int = 640
+    """Video width in pixels (even)."""
+    video_height: int = 480
+    """Video height in pixels (even)."""
     seed: int = 0
     """Seed of the environments' random initial states (and of the random baseline's actions)."""

@@ -39,6 +39,8 @@ class TaskSpec:
     """Default PPO configuration."""
     play_env: EnvConfig | None = None
     """Environment configuration for `play` (fewer environments, no noise...); the training one if None."""
+    video_camera: str | None = None
+    """MJCF camera that follows the robot in `play --video` videos (None: MuJoCo's free camera)."""
 
     @property
     def description(self) -> str:

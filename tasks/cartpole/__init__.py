@@ -103,6 +103,7 @@ BALANCE = TaskSpec(
     env=BalanceConfig(),
     agent=dataclasses.replace(_AGENT, experiment_name="cartpole_balance"),
     play_env=BalanceConfig(num_envs=16),
+    video_camera="track",
 )
 
 SWINGUP = TaskSpec(
@@ -111,4 +112,5 @@ SWINGUP = TaskSpec(
     env=SwingupConfig(),
     agent=dataclasses.replace(_AGENT, experiment_name="cartpole_swingup", max_iterations=300),
     play_env=SwingupConfig(num_envs=16),
+    video_camera="track",
 )

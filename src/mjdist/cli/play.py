@@ -18,6 +18,7 @@ from mjdist.cli.usage import fail_usage
 from mjdist.envs.config import EnvConfig
 from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
 from mjdist.play_config import PlayConfig
+from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec, registered_tasks
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class PlayPlan:
     num_steps: int | None
     device: str
     checkpoint: PolicyCheckpoint | None
+    video: Path | None = None
+    """Where the mp4 goes (None: no video)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = _plan(spec, cfg)
     except (ValueError, DeviceSelectionError, CheckpointError) as error:
         return fail_usage(PROG, str(error))
+    if plan.video is not None:  # MuJoCo reads it on import: EGL renders on the GPU, OSMesa on the CPU
+        os.environ.setdefault("MUJOCO_GL", "egl" if plan.device.startswith("cuda") else "osmesa")
     try:
         summary = _play(spec, cfg, plan)
     except CheckpointError as error:
@@ -91,18 +96,37 @@ def _plan(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
     env = cfg.env if cfg.num_envs is None else dataclasses.replace(cfg.env, num_envs=cfg.num_envs)
     env.validate()
     num_episodes, num_steps = _budget(cfg, env.num_envs)
+    _check_video_flags(cfg)
     device = _device(cfg)
     if cfg.agent != "policy":
         if cfg.checkpoint is not None or cfg.run is not None:
             raise ValueError(f"--agent {cfg.agent} plays without a checkpoint; drop --checkpoint and --run")
-        return PlayPlan(env, num_episodes, num_steps, device, checkpoint=None)
+        video_dir = cfg.log_root / spec.agent.experiment_name / "videos" / "play"
+        return PlayPlan(env, num_episodes, num_steps, device, None, _video_path(cfg, video_dir / f"{cfg.agent}.mp4"))
     path = _checkpoint_path(spec, cfg)
     checkpoint = read_checkpoint(path, spec.name)
     train_cfg = checkpoint["infos"].get("train_cfg")
     if not isinstance(train_cfg, dict):
         raise CheckpointError(f"checkpoint {path} does not record the train_cfg that built its networks")
     policy = PolicyCheckpoint(path.absolute(), checkpoint["iter"], train_cfg)
-    return PlayPlan(env, num_episodes, num_steps, device, policy)
+    video = _video_path(cfg, policy.path.parent / "videos" / "play" / f"{path.stem}.mp4")
+    return PlayPlan(env, num_episodes, num_steps, device, policy, video)
+
+
+def _check_video_flags(cfg: PlayConfig) -> None:
+    if cfg.video_length < 1:
+        raise ValueError(f"--video-length must be at least 1 frame, got {cfg.video_length}")
+    for flag, value in (("--video-width", cfg.video_width), ("--video-height", cfg.video_height)):
+        if value < 16 or value % 2:
+            raise ValueError(f"{flag} must be an even number of pixels, at least 16, got {value}")
+
+
+def _video_path(cfg: PlayConfig, path: Path) -> Path | None:
+    """The video's path when --video is given, after checking it can be written (nothing is created)."""
+    if not cfg.video:
+        return None
+    check_writable(path.parent)
+    return path.absolute()
 
 
 def _budget(cfg: PlayConfig, num_envs: int) -> tuple[int | None, int | None]:
@@ -166,6 +190,12 @@ def _play(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
         else:
             actor = load_policy(vec_env, plan.checkpoint.path, plan.checkpoint.train_cfg, spec.name, plan.device)
             log.info("Loaded checkpoint %s (iteration %d)", plan.checkpoint.path, plan.checkpoint.iteration)
+        if plan.video is not None:
+            from mjdist.video import VideoSpec, record_video
+
+            video = VideoSpec(plan.video, cfg.video_length, cfg.video_width, cfg.video_height, spec.video_camera)
+            record_video(vec_env, actor, video)
+            vec_env.env.reset()  # the evaluation starts from fresh episodes
         budget = f"{plan.num_episodes} episodes" if plan.num_steps is None else f"{plan.num_steps} steps"
         log.info("Playing %s (%s) on %s: %d envs, %s", spec.name, cfg.agent, plan.device, plan.env.num_envs, budget)
         episodes = rollout(vec_env, actor, plan.num_episodes, plan.num_steps)
