@@ -9,10 +9,6 @@ from pathlib import Path
 
 import pytest
 
-# MuJoCo picks its OpenGL backend when first imported, and in-process tests import it long before play's
-# main() could choose one: render headless through OSMesa (installed by .ci/run), as play does on a CPU.
-os.environ.setdefault("MUJOCO_GL", "osmesa")
-
 REPO = Path(__file__).resolve().parents[1]
 HELPERS = REPO / "tests" / "helpers"
 TRAIN = Path(sys.executable).with_name("train")

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import HELPERS, REPO, subprocess_env
+from test_interrupt import assert_saved_last_completed_iteration
 
 pytestmark = pytest.mark.slow
 
@@ -104,4 +105,5 @@ def test_a_signal_to_the_launcher_stops_every_rank(log_root: Path, signal_number
     assert return_code == 130, launch.stderr
     assert exited - sent < DEADLINE_S
     assert "interrupted" in launch.stderr.strip().splitlines()[-1]
+    assert_saved_last_completed_iteration(launch.stderr, "faulty-cartpole")  # rank 0 saved before the end
     assert launch.survivors() == []

@@ -276,15 +276,24 @@ def test_summary_statistics_and_formats() -> None:
     assert none.to_text() == f"{TASK} | random | 0 episodes over 2 envs | return n/a | length n/a"
 
 
+def _play_video_command(*args: str) -> dict:
+    """The real ``play`` console script (it picks the headless renderer before anything imports mujoco)."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("play")), TASK, "--video", "--gpu-ids", "None", "--json", *args],
+        capture_output=True, text=True, timeout=300, env=subprocess_env(), cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 @pytest.mark.slow
-def test_video_has_the_requested_frames_and_size(trained: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_video_has_the_requested_frames_and_size(trained: tuple[Path, str]) -> None:
     import imageio.v3 as iio
 
     run_dir = _run_dir(trained[0])
-    summary = _play_json(
-        ["--run", str(run_dir), "--video", "--video-length", "12", "--video-width", "96", "--video-height", "64",
-         "--num-envs", "4", "--num-steps", "3", "--gpu-ids", "None"],
-        capsys,
+    summary = _play_video_command(
+        "--run", str(run_dir), "--video-length", "12", "--video-width", "96", "--video-height", "64",
+        "--num-envs", "4", "--num-steps", "3",
     )  # fmt: skip
     assert summary["steps"] == 3  # the evaluation is unchanged by the recording
     frames = iio.imread(run_dir / "videos" / "play" / f"{Path(FINAL).stem}.mp4")
@@ -293,13 +302,13 @@ def test_video_has_the_requested_frames_and_size(trained: tuple[Path, str], caps
     assert _sha256(run_dir / FINAL) == trained[1]
 
 
-def test_baseline_video_goes_under_the_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.slow
+def test_baseline_video_goes_under_the_experiment(tmp_path: Path) -> None:
     import imageio.v3 as iio
 
-    _play_json(
-        ["--agent", "zero", "--log-root", str(tmp_path), "--video", "--video-length", "4", "--video-width", "32",
-         "--video-height", "32", "--num-envs", "2", "--num-steps", "1", "--gpu-ids", "None"],
-        capsys,
+    _play_video_command(
+        "--agent", "zero", "--log-root", str(tmp_path), "--video-length", "4", "--video-width", "32",
+        "--video-height", "32", "--num-envs", "2", "--num-steps", "1",
     )  # fmt: skip
     assert iio.imread(tmp_path / "cartpole_balance" / "videos" / "play" / "zero.mp4").shape == (4, 32, 32, 3)
 
@@ -317,3 +326,12 @@ def test_bad_video_flags_are_refused(
 ) -> None:
     _assert_usage_error([TASK, "--agent", "zero", "--log-root", str(tmp_path), "--video", *flags], message, capsys)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_video_location_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    _assert_usage_error(
+        [TASK, "--agent", "zero", "--log-root", str(blocker / "runs"), "--video"], "is a file, not a directory", capsys
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

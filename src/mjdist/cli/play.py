@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -64,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = _plan(spec, cfg)
     except (ValueError, DeviceSelectionError, CheckpointError) as error:
         return fail_usage(PROG, str(error))
-    if plan.video is not None:  # MuJoCo reads it on import: EGL renders on the GPU, OSMesa on the CPU
-        os.environ.setdefault("MUJOCO_GL", "egl" if plan.device.startswith("cuda") else "osmesa")
+    if plan.video is not None:
+        _choose_renderer(plan.device)
     try:
         summary = _play(spec, cfg, plan)
     except CheckpointError as error:
@@ -111,6 +113,17 @@ def _plan(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
     policy = PolicyCheckpoint(path.absolute(), checkpoint["iter"], train_cfg)
     video = _video_path(cfg, policy.path.parent / "videos" / "play" / f"{path.stem}.mp4")
     return PlayPlan(env, num_episodes, num_steps, device, policy, video)
+
+
+def _choose_renderer(device: str) -> None:
+    """Headless rendering: EGL on a GPU, OSMesa on the CPU, unless MUJOCO_GL says otherwise (read on mujoco import).
+
+    Mesa's OSMesa and triton (imported by torch._dynamo, which tensordict imports) each carry their own LLVM, and
+    triton's library crashes while loading if Mesa's came first; so triton, when installed, is loaded first.
+    """
+    os.environ.setdefault("MUJOCO_GL", "egl" if device.startswith("cuda") else "osmesa")
+    if os.environ["MUJOCO_GL"] == "osmesa" and importlib.util.find_spec("triton") is not None:
+        importlib.import_module("triton")
 
 
 def _check_video_flags(cfg: PlayConfig) -> None:

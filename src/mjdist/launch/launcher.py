@@ -35,6 +35,7 @@ ENV_VARS_FOR_RANKS = (
 )
 """Variables the ranks need, copied explicitly so they also reach ranks on other hosts."""
 CLEANUP_GRACE_S = 3.0
+INTERRUPTED_AFTER_ITERATION = "interrupted; every rank stopped after its current iteration, which rank 0 saved"
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -69,12 +70,15 @@ def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[Ra
             partial(log_handlers, ["localhost"], [plan.world_size], plan.torchrunx_log_dir, failure_file.name)
         )
         log.info("Launching %d ranks (%s) through torchrunx", plan.world_size, plan.backend)
+        stop = _RankStopper()
         try:
-            with _signals_as_interrupt(), _no_orphans():
+            with stop.on_signals(), _no_orphans():
                 result = launcher.run(run_worker, pack_job(plan, cfg, spec))
         except KeyboardInterrupt as interrupt:
             raise RankFailedError("interrupted; every rank was stopped", interrupted=True) from interrupt
         except Exception as error:
+            if stop.requested:
+                raise RankFailedError(INTERRUPTED_AFTER_ITERATION, interrupted=True) from error
             raise RankFailedError(
                 failure_summary(Path(failure_file.name).read_text().splitlines(), plan.world_size, error)
             ) from error
@@ -113,6 +117,33 @@ def _signals_as_interrupt() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class _RankStopper:
+    """The launcher's Ctrl-C/SIGTERM: first ask every rank to stop after its current iteration (SIGUSR1; rank 0
+    saves that iteration), and stop everything at once on a second signal."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextlib.contextmanager
+    def on_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("Stopping every rank after its current iteration (rank 0 saves it); interrupt again to stop now")
+        for process in psutil.Process(os.getpid()).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if any("spawn_main" in part for part in process.cmdline()):
+                    process.send_signal(signal.SIGUSR1)
 
 
 @contextlib.contextmanager

@@ -8,12 +8,14 @@ import logging
 import os
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 from torch.utils.tensorboard import SummaryWriter
 
 from mjdist.checkpoints import CheckpointError
+from mjdist.rl.interrupt import StopRequest, TrainingInterrupted
 from mjdist.rl.progress import ProgressLogger
 
 log = logging.getLogger(__name__)
@@ -40,14 +42,34 @@ class DistributedRunner(OnPolicyRunner):
             gpu_world_size=self.gpu_world_size,
             gpu_global_rank=self.gpu_global_rank,
             device=self.device,
+            after_iteration=self._stop_if_requested,
         )
+        self.stop_request = StopRequest()
 
     def learn(self, num_learning_iterations: int, init_at_random_ep_len: bool = False) -> None:
         """rsl_rl's loop; its console prints (model summaries, per-iteration blocks) go to the debug log."""
-        with contextlib.redirect_stdout(_DebugLog()):
-            super().learn(num_learning_iterations, init_at_random_ep_len)
-        if isinstance(self.logger.writer, SummaryWriter):
-            self.logger.writer.close()  # rsl_rl leaves TensorBoard's writer open; close it so events are flushed now
+        try:
+            with contextlib.redirect_stdout(_DebugLog()), self.stop_request.installed():
+                super().learn(num_learning_iterations, init_at_random_ep_len)
+        except TrainingInterrupted as stop:
+            if self.logger.writer is not None:  # rank 0
+                path = os.path.join(self.logger.log_dir, f"model_{stop.iteration}.pt")
+                self.save(path)
+                log.warning("Interrupted: saved %s, the last completed iteration", path)
+            raise KeyboardInterrupt from stop
+        finally:
+            if isinstance(self.logger.writer, SummaryWriter):
+                self.logger.writer.close()  # rsl_rl leaves TensorBoard's writer open; close it to flush the events
+
+    def _stop_if_requested(self, iteration: int) -> None:
+        """Stop after this iteration if any rank was asked to; all ranks decide together, so none waits alone."""
+        stop = self.stop_request.requested
+        if self.is_distributed:
+            flag = torch.tensor([float(stop)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if stop:
+            raise TrainingInterrupted(iteration)
 
     def load_checkpoint(self, path: Path, device: str) -> None:
         """Load networks, optimizer, normalizers and iteration from ``path``; a CheckpointError if they don't fit."""
