@@ -11,17 +11,15 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Union
-
-import tyro
+from typing import TYPE_CHECKING
 
 from mjdist.checkpoints import CheckpointError, latest_checkpoint, latest_run, read_checkpoint, resolve_checkpoint
-from mjdist.cli.usage import fail_usage
+from mjdist.cli.usage import UsageError, fail_usage, parse_task_command
 from mjdist.envs.config import EnvConfig
 from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
 from mjdist.play_config import PlayConfig
 from mjdist.runs import check_writable
-from mjdist.tasks import TaskSpec, registered_tasks
+from mjdist.tasks import TaskSpec
 
 if TYPE_CHECKING:
     from mjdist.evaluation import PlaySummary
@@ -55,13 +53,10 @@ class PlayPlan:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point of ``play``."""
-    args = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    tasks = registered_tasks()
-    if args and not args[0].startswith("-") and args[0] not in tasks:
-        return fail_usage(PROG, f"unknown task {args[0]!r}; known tasks: {', '.join(tasks)}")
-    cfg = tyro.cli(_cli_type(tasks), args=args, prog=PROG, description=PlayConfig.__doc__)
-    spec = tasks[args[0]]
+    try:
+        spec, cfg = parse_task_command(PROG, argv, PlayConfig, lambda spec: PlayConfig(env=spec.play_env or spec.env))
+    except UsageError as error:
+        return fail_usage(PROG, str(error))
     try:
         plan = _plan(spec, cfg)
     except (ValueError, DeviceSelectionError, CheckpointError) as error:
@@ -77,18 +72,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(json.dumps(summary.to_json()) if cfg.json else summary.to_text())
     return 0
-
-
-def _cli_type(tasks: dict[str, TaskSpec]) -> object:
-    """One tyro subcommand per task, with the task's play environment as the default."""
-    variants = tuple(
-        Annotated[
-            PlayConfig,
-            tyro.conf.subcommand(name, default=PlayConfig(env=spec.play_env or spec.env), description=spec.description),
-        ]
-        for name, spec in tasks.items()
-    )
-    return Union[variants]  # noqa: UP007 - a Union built at run time
 
 
 def _plan(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:

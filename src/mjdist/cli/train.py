@@ -8,17 +8,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Union
-
-import tyro
 
 from mjdist.checkpoints import CheckpointError, read_checkpoint, resolve_checkpoint
-from mjdist.cli.usage import fail_usage
+from mjdist.cli.usage import UsageError, fail_usage, parse_task_command
 from mjdist.config import TrainConfig
 from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
 from mjdist.launch.plan import LaunchPlan, make_plan
 from mjdist.runs import check_writable
-from mjdist.tasks import TaskSpec, registered_tasks
+from mjdist.tasks import TaskSpec
 
 log = logging.getLogger("mjdist.train")
 
@@ -27,35 +24,20 @@ PROG = "train"
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point of ``train``."""
-    args = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    tasks = registered_tasks()
-    if args and not args[0].startswith("-") and args[0] not in tasks:
-        return fail_usage(PROG, f"unknown task {args[0]!r}; known tasks: {', '.join(tasks)}")
-    cfg = tyro.cli(_cli_type(tasks), args=args, prog=PROG, description=TrainConfig.__doc__)
-    task = args[0]
     try:
-        plan = _plan(task, cfg)
+        spec, cfg = parse_task_command(
+            PROG, argv, TrainConfig, lambda spec: TrainConfig(env=spec.env, agent=spec.agent)
+        )
+    except UsageError as error:
+        return fail_usage(PROG, str(error))
+    try:
+        plan = _plan(spec.name, cfg)
     except (ValueError, DeviceSelectionError) as error:
         return fail_usage(PROG, str(error))
     if cfg.dry_run:
         print(json.dumps(plan.to_json()))
         return 0
-    return _train(plan, cfg, tasks[task])
-
-
-def _cli_type(tasks: dict[str, TaskSpec]) -> object:
-    """One tyro subcommand per task, with the task's configs as defaults."""
-    variants = tuple(
-        Annotated[
-            TrainConfig,
-            tyro.conf.subcommand(
-                name, default=TrainConfig(env=spec.env, agent=spec.agent), description=spec.description
-            ),
-        ]
-        for name, spec in tasks.items()
-    )
-    return Union[variants]  # noqa: UP007 - a Union built at run time
+    return _train(plan, cfg, spec)
 
 
 def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:

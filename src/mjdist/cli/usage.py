@@ -1,14 +1,42 @@
-"""User mistakes: one line on stderr, exit code 2, nothing written or started."""
+"""What every task command (`train`, `play`) shares: parsing ``<prog> <task> [flags]``, and user mistakes as one
+line on stderr with exit code 2, nothing written or started."""
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar, Union
+
+import tyro
+
+from mjdist.tasks import TaskSpec, registered_tasks
 
 USAGE_EXIT_CODE = 2
+
+ConfigT = TypeVar("ConfigT")
 
 
 class UsageError(ValueError):
     """Bad input from the user; the message is one line that says what was wrong and what would be right."""
+
+
+def parse_task_command(
+    prog: str, argv: list[str] | None, config_type: type[ConfigT], task_default: Callable[[TaskSpec], ConfigT]
+) -> tuple[TaskSpec, ConfigT]:
+    """Set up console logging, then parse ``<prog> <task> [flags]``: one tyro subcommand per registered task,
+    whose defaults are ``task_default(spec)``. An unknown task is a UsageError that lists the known ones."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    tasks = registered_tasks()
+    if args and not args[0].startswith("-") and args[0] not in tasks:
+        raise UsageError(f"unknown task {args[0]!r}; known tasks: {', '.join(tasks)}")
+    variants = tuple(
+        Annotated[config_type, tyro.conf.subcommand(name, default=task_default(spec), description=spec.description)]
+        for name, spec in tasks.items()
+    )
+    cfg = tyro.cli(Union[variants], args=args, prog=prog, description=config_type.__doc__)  # noqa: UP007
+    return tasks[args[0]], cfg
 
 
 def fail_usage(prog: str, message: str) -> int:
