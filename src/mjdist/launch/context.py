@@ -42,7 +42,6 @@ class RankResult:
     """What a rank reports back: enough to check that ranks agree and that their experience differed."""
 
     rank: int
-    iterations: int
     parameter_digest: str
     """sha256 over the policy and value network parameters (equal on every rank after training)."""
     observation_digest: str

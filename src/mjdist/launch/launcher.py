@@ -21,6 +21,7 @@ from mjdist.launch.context import RankResult
 from mjdist.launch.log_routing import log_handlers
 from mjdist.launch.plan import LaunchPlan
 from mjdist.launch.worker import first_line, pack_job, run_worker
+from mjdist.rl.interrupt import handling, raise_interrupt
 from mjdist.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -104,19 +105,9 @@ def failure_summary(reported: list[str], world_size: int, error: Exception) -> s
     return f"{type(error).__name__}: {first_line(error) or 'a worker process died'}"
 
 
-@contextlib.contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
+def _signals_as_interrupt() -> contextlib.AbstractContextManager[None]:
     """SIGINT and SIGTERM raise KeyboardInterrupt, so the same clean-up runs (also where SIGINT was ignored)."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return handling((signal.SIGINT, signal.SIGTERM), raise_interrupt)
 
 
 class _RankStopper:
@@ -126,14 +117,8 @@ class _RankStopper:
     def __init__(self) -> None:
         self.requested = False
 
-    @contextlib.contextmanager
-    def on_signals(self) -> Iterator[None]:
-        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    def on_signals(self) -> contextlib.AbstractContextManager[None]:
+        return handling((signal.SIGINT, signal.SIGTERM), self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.requested:

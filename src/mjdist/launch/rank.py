@@ -67,7 +67,6 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
                 runner.export_policy_to_jit(str(plan.run_dir_path / "exported"), EXPORTED_POLICY)
     return RankResult(
         rank=ctx.rank,
-        iterations=cfg.agent.max_iterations,
         parameter_digest=_digest(runner.alg.actor.state_dict() | runner.alg.critic.state_dict()),
         observation_digest=_digest(dict(runner.env.get_observations().items())),
     )

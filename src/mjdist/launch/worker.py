@@ -20,6 +20,8 @@ import traceback
 
 import cloudpickle
 
+from mjdist.rl.interrupt import raise_interrupt
+
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
@@ -34,7 +36,7 @@ def pack_job(*args: object) -> bytes:
 def run_worker(job: bytes) -> object:
     """Run ``train_rank(*job)``; on any exception log it and exit the process at once."""
     _die_with_parent()
-    signal.signal(signal.SIGUSR1, _interrupt)  # the launcher's stop request, before training installs its own
+    signal.signal(signal.SIGUSR1, raise_interrupt)  # the launcher's stop request, before training installs its own
     rank = int(os.environ.get("RANK", "0"))
     try:
         from mjdist.launch.rank import train_rank
@@ -74,10 +76,6 @@ def _lost_peer(error: BaseException) -> bool:
     import torch.distributed as dist
 
     return isinstance(error, dist.DistError) or "by peer" in str(error)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _die_with_parent() -> None:

@@ -9,9 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def handling(signals: tuple[signal.Signals, ...], handler: Callable[[int, object], None]) -> Iterator[None]:
+    """Route ``signals`` to ``handler`` for the duration of the block, then restore the previous handlers."""
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def raise_interrupt(signum: int, frame: object) -> None:
+    """A signal handler that turns the signal into KeyboardInterrupt, so the usual clean-up runs."""
+    raise KeyboardInterrupt
 
 
 class TrainingInterrupted(Exception):
@@ -28,15 +44,9 @@ class StopRequest:
     def __init__(self) -> None:
         self.requested = False
 
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[StopRequest]:
-        """Route the stop signals here for the duration of the block, then restore the previous handlers."""
-        previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
-        try:
-            yield self
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    def installed(self) -> contextlib.AbstractContextManager[None]:
+        """Route the stop signals here for the duration of the block."""
+        return handling(STOP_SIGNALS, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.requested and signum == signal.SIGINT:
