@@ -34,6 +34,9 @@ class MjWarpEnv(ABC):
 
     model_file: Path
     """MJCF file of the task's model."""
+    per_world_model_fields: tuple[str, ...] = ()
+    """MuJoCo-Warp ``Model`` fields that get one copy per world (e.g. ``geom_friction`` for domain
+    randomization); the task writes them through ``wp.to_torch(self.wp_model.<field>)``."""
 
     def __init__(self, cfg: EnvConfig, device: str, seed: int) -> None:
         cfg.validate()
@@ -51,7 +54,10 @@ class MjWarpEnv(ABC):
         self._wp_device = wp.get_device(str(self.device))
         self._stream = wp.stream_from_torch(self.device) if self._wp_device.is_cuda else None
         with self._warp_scope():
-            self.wp_model = mjw.put_model(self.mj_model)
+            self.wp_model = mjw.put_model(
+                self.mj_model, batch_sizes=dict.fromkeys(self.per_world_model_fields, cfg.num_envs)
+            )
+            self.prepare_model()
             self.wp_data = mjw.put_data(
                 self.mj_model,
                 mujoco.MjData(self.mj_model),
@@ -69,11 +75,13 @@ class MjWarpEnv(ABC):
         self._state_to_clear = [wp.to_torch(data.qacc_warmstart), wp.to_torch(data.time)]
         if self.mj_model.na > 0:
             self._state_to_clear.append(wp.to_torch(data.act))
+        self.bind_views()
 
         n = self.num_envs
         self.episode_length_buf = torch.zeros(n, dtype=torch.long, device=self.device)
         self.actions = torch.zeros(n, self.num_actions, device=self.device)
         self.prev_actions = torch.zeros_like(self.actions)
+        self.terminated = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.episode_sums = {name: torch.zeros(n, device=self.device) for name in self.reward_weights}
         self.obs = self.reset()
 
@@ -85,7 +93,9 @@ class MjWarpEnv(ABC):
 
     @abstractmethod
     def reward_terms(self) -> dict[str, torch.Tensor]:
-        """Unweighted reward terms ``[num_envs]``; names match the fields of ``cfg.rewards``."""
+        """Unweighted reward terms ``[num_envs]``; names match the fields of ``cfg.rewards``.
+
+        Called after :meth:`terminations`; ``self.terminated`` holds this step's failures."""
 
     @abstractmethod
     def terminations(self) -> dict[str, torch.Tensor]:
@@ -98,6 +108,13 @@ class MjWarpEnv(ABC):
     def apply_actions(self, actions: torch.Tensor) -> None:
         """Write clipped policy actions to the actuators; the default drives ``ctrl`` directly."""
         self.ctrl.copy_(actions * self.cfg.action_scale)
+
+    def prepare_model(self) -> None:  # noqa: B027 - optional hook
+        """Adjust ``self.wp_model`` options that MJCF cannot express (e.g. ``opt.warn_overflow``) before the first
+        step compiles the kernels."""
+
+    def bind_views(self) -> None:  # noqa: B027 - optional hook
+        """Take the task's own torch views of ``self.wp_data``/``self.wp_model`` (once, before the first reset)."""
 
     def after_physics_step(self) -> None:  # noqa: B027 - optional hook
         """Update task state (commands, contact timers, ...) after physics, before rewards and resets."""
@@ -122,6 +139,7 @@ class MjWarpEnv(ABC):
         terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         for flags in reasons.values():
             terminated |= flags
+        self.terminated = terminated
         time_outs = (self.episode_length_buf >= self.max_episode_length) & ~terminated  # a failure is never cut short
         reward = self._reward()
 
