@@ -38,6 +38,19 @@ class RankContext:
 
 
 @dataclass(frozen=True)
+class IterationTiming:
+    """Where one PPO iteration's wall time went on a rank, in seconds."""
+
+    collect_s: float
+    """Rollout: stepping the environments and acting (rsl_rl's collection time)."""
+    learn_s: float
+    """Returns and the PPO update (rsl_rl's learning time); includes sync_s."""
+    sync_s: float
+    """Gradient all-reduce inside the update (0 for a single rank): the calls' host time, waiting for the
+    slowest rank included; with NCCL it misses the GPU work still queued when a call returns."""
+
+
+@dataclass(frozen=True)
 class RankResult:
     """What a rank reports back: enough to check that ranks agree and that their experience differed."""
 
@@ -46,3 +59,5 @@ class RankResult:
     """sha256 over the policy and value network parameters (equal on every rank after training)."""
     observation_digest: str
     """sha256 over the rank's last observations (differs across ranks: different seeds)."""
+    iterations: tuple[IterationTiming, ...] = ()
+    """Timing of each iteration this rank ran, in order (the first one includes warm-up)."""

@@ -69,6 +69,7 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
         rank=ctx.rank,
         parameter_digest=_digest(runner.alg.actor.state_dict() | runner.alg.critic.state_dict()),
         observation_digest=_digest(dict(runner.env.get_observations().items())),
+        iterations=tuple(runner.iteration_timings),
     )
 
 

@@ -17,10 +17,11 @@ class ProgressLogger(Logger):
     """rsl_rl's Logger (TensorBoard/wandb, episode statistics) with a compact console line.
 
     Throughput counts every rank: rsl_rl sizes a collection as num_steps_per_env x num_envs x world size.
-    ``after_iteration(it)`` runs on every rank once iteration ``it`` is complete and logged.
+    ``after_iteration(it, collect_time, learn_time)`` runs on every rank once iteration ``it`` is complete and
+    logged.
     """
 
-    def __init__(self, *args: Any, after_iteration: Callable[[int], None], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, after_iteration: Callable[[int, float, float], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.after_iteration = after_iteration
 
@@ -30,7 +31,7 @@ class ProgressLogger(Logger):
                     **kwargs)  # fmt: skip
         if self.writer is not None:
             self._progress_line(it, start_it, total_it, collect_time, learn_time)
-        self.after_iteration(it)
+        self.after_iteration(it, collect_time, learn_time)
 
     def _progress_line(self, it: int, start_it: int, total_it: int, collect_time: float, learn_time: float) -> None:
         steps_per_iteration = self.cfg["num_steps_per_env"] * self.num_envs * self.gpu_world_size

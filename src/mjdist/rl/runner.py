@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from rsl_rl.runners import OnPolicyRunner
 from torch.utils.tensorboard import SummaryWriter
 
 from mjdist.checkpoints import CheckpointError
+from mjdist.launch.context import IterationTiming
 from mjdist.rl.interrupt import StopRequest, TrainingInterrupted
 from mjdist.rl.progress import ProgressLogger
 
@@ -27,6 +29,8 @@ class DistributedRunner(OnPolicyRunner):
     rsl_rl 5.5.1 insists on nccl and ``device == cuda:<LOCAL_RANK>`` and creates its own group; everything
     else it does for multi-GPU (broadcast at start, gradient all-reduce, KL and normalizer sync) is plain
     torch.distributed and runs unchanged on the existing group.
+
+    ``iteration_timings`` records where each iteration's time went (collection, learning, gradient all-reduce).
     """
 
     def __init__(self, env: VecEnv, train_cfg: dict, log_dir: str | None, device: str, task: str) -> None:
@@ -42,9 +46,13 @@ class DistributedRunner(OnPolicyRunner):
             gpu_world_size=self.gpu_world_size,
             gpu_global_rank=self.gpu_global_rank,
             device=self.device,
-            after_iteration=self._stop_if_requested,
+            after_iteration=self._end_iteration,
         )
         self.stop_request = StopRequest()
+        self.iteration_timings: list[IterationTiming] = []
+        self._sync_s = 0.0
+        self._reduce_parameters = self.alg.reduce_parameters
+        self.alg.reduce_parameters = self._timed_reduce_parameters  # type: ignore[method-assign]
 
     def learn(self, num_learning_iterations: int, init_at_random_ep_len: bool = False) -> None:
         """rsl_rl's loop; its console prints (model summaries, per-iteration blocks) go to the debug log."""
@@ -60,6 +68,17 @@ class DistributedRunner(OnPolicyRunner):
         finally:
             if isinstance(self.logger.writer, SummaryWriter):
                 self.logger.writer.close()  # rsl_rl leaves TensorBoard's writer open; close it to flush the events
+
+    def _timed_reduce_parameters(self) -> None:
+        """rsl_rl's gradient all-reduce (called after every mini-batch), timed."""
+        start = time.perf_counter()
+        self._reduce_parameters()
+        self._sync_s += time.perf_counter() - start
+
+    def _end_iteration(self, iteration: int, collect_time: float, learn_time: float) -> None:
+        self.iteration_timings.append(IterationTiming(collect_time, learn_time, self._sync_s))
+        self._sync_s = 0.0
+        self._stop_if_requested(iteration)
 
     def _stop_if_requested(self, iteration: int) -> None:
         """Stop after this iteration if any rank was asked to; all ranks decide together, so none waits alone."""
