@@ -1,0 +1,148 @@
+"""The train, scaling and sync benchmarks: real PPO runs through mjdist's launcher, timed by the runner itself.
+
+Each run is what ``train <task>`` does (``make_plan`` + ``launch``: in-process for one rank, torchrunx for
+several), with ``iterations + 1`` iterations; the first iteration is warm-up and is not counted. Figures come
+from rank 0's per-iteration timings (``RankResult.iterations``): collection, learning (returns and the PPO
+update) and, inside learning, the gradient all-reduce. One run per (rank count, repetition) serves every
+benchmark of the invocation that needs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+from mjdist.bench.config import BenchConfig
+from mjdist.bench.devices import BenchDevices
+from mjdist.bench.records import Recorder
+from mjdist.config import TrainConfig
+from mjdist.launch.context import IterationTiming
+from mjdist.launch.launcher import launch
+from mjdist.launch.plan import make_plan
+from mjdist.tasks import TaskSpec
+
+WARM_UP_ITERATIONS = 1
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """One finished run: rank 0's measured iterations and what each of them collected."""
+
+    torch_threads: int | None
+    """torch threads per rank (None: torch's default)."""
+    steps_per_iteration: int
+    """Environment steps one iteration collects on all ranks together: num_steps_per_env x num_envs x ranks."""
+    iterations: tuple[IterationTiming, ...]
+
+    def env_steps_per_s(self) -> float:
+        """Steps collected by all ranks over the measured iterations / their collection + learning time."""
+        seconds = sum(timing.collect_s + timing.learn_s for timing in self.iterations)
+        return self.steps_per_iteration * len(self.iterations) / seconds
+
+    def mean(self, seconds: Callable[[IterationTiming], float]) -> float:
+        """Mean over the measured iterations of ``seconds(timing)``."""
+        return statistics.fmean(seconds(timing) for timing in self.iterations)
+
+
+class TrainingRuns:
+    """The runs of one ``bench`` invocation, made on first use: ``cfg.repetitions`` runs per rank count."""
+
+    def __init__(self, spec: TaskSpec, cfg: BenchConfig, devices: BenchDevices, log_root: Path) -> None:
+        self.spec = spec
+        self.cfg = cfg
+        self.devices = devices
+        self.log_root = log_root
+        self.num_envs = cfg.train.num_envs or spec.env.num_envs
+        self._runs: dict[int, list[TrainingRun]] = {}
+
+    def get(self, ranks: int) -> list[TrainingRun]:
+        """One run per repetition with ``ranks`` ranks."""
+        if ranks not in self._runs:
+            self._runs[ranks] = [self._run(ranks, repetition) for repetition in range(self.cfg.repetitions)]
+        return self._runs[ranks]
+
+    def config(self, ranks: int) -> dict[str, Any]:
+        """What a record of runs with ``ranks`` ranks measured."""
+        return {
+            "device": self.devices.kind,
+            "ranks": ranks,
+            "num_envs": self.num_envs,
+            "num_steps_per_env": self.spec.agent.num_steps_per_env,
+            "iterations": self.cfg.train.iterations,
+            "torch_threads": self.get(ranks)[0].torch_threads,
+        }
+
+    def _run(self, ranks: int, repetition: int) -> TrainingRun:
+        train_cfg = TrainConfig(
+            env=dataclasses.replace(self.spec.env, num_envs=self.num_envs),
+            agent=dataclasses.replace(self.spec.agent, max_iterations=WARM_UP_ITERATIONS + self.cfg.train.iterations),
+            log_root=self.log_root,
+            run_name=f"bench-{ranks}-ranks-{repetition}",
+        )
+        plan = make_plan(self.spec.name, train_cfg, self.devices.selection(ranks), os.environ, datetime.datetime.now())
+        rank_zero = launch(plan, train_cfg, self.spec)[0]
+        return TrainingRun(
+            torch_threads=plan.torch_threads,
+            steps_per_iteration=self.spec.agent.num_steps_per_env * self.num_envs * ranks,
+            iterations=rank_zero.iterations[WARM_UP_ITERATIONS:],
+        )
+
+
+def run_train(runs: TrainingRuns, record: Recorder) -> None:
+    """One record for one rank: env-steps/s and the seconds per iteration spent collecting and learning."""
+    single = runs.get(1)
+    record(
+        "train",
+        runs.config(1),
+        {
+            "env_steps_per_s": [run.env_steps_per_s() for run in single],
+            "collect_s": [run.mean(attrgetter("collect_s")) for run in single],
+            "learn_s": [run.mean(attrgetter("learn_s")) for run in single],
+            "iteration_s": [run.mean(lambda timing: timing.collect_s + timing.learn_s) for run in single],
+        },
+    )
+
+
+def run_scaling(runs: TrainingRuns, record: Recorder, max_ranks: int) -> None:
+    """One record per rank count 1..max_ranks: total env-steps/s, and speed-up and efficiency over one rank."""
+    single = [run.env_steps_per_s() for run in runs.get(1)]
+    for ranks in range(1, max_ranks + 1):
+        total = [run.env_steps_per_s() for run in runs.get(ranks)]
+        speedup = [many / one for many, one in zip(total, single, strict=True)]
+        record(
+            "scaling",
+            runs.config(ranks),
+            {
+                "env_steps_per_s": total,
+                "env_steps_per_s_per_rank": [rate / ranks for rate in total],
+                "speedup": speedup,
+                "efficiency": [value / ranks for value in speedup],
+            },
+        )
+
+
+def run_sync(runs: TrainingRuns, record: Recorder, max_ranks: int) -> None:
+    """One record each for 1 and max_ranks ranks: gradient all-reduce seconds per PPO update and their share."""
+    algorithm = runs.spec.agent.algorithm
+    for ranks in sorted({1, max_ranks}):
+        measured = runs.get(ranks)
+        sync = [run.mean(attrgetter("sync_s")) for run in measured]
+        learn = [run.mean(attrgetter("learn_s")) for run in measured]
+        all_reduces = algorithm.num_learning_epochs * algorithm.num_mini_batches if ranks > 1 else 0
+        config = {**runs.config(ranks), "gradient_all_reduces_per_update": all_reduces}
+        record(
+            "sync",
+            config,
+            {
+                "sync_s": sync,
+                "learn_s": learn,
+                "sync_share": [s / total for s, total in zip(sync, learn, strict=True)],
+            },
+        )

@@ -1,0 +1,70 @@
+"""``bench [BENCHMARK ...] [flags]``: measure mjdist on this machine into JSON Lines records; ``bench --report``
+turns them into docs/performance.md and its plots."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import tyro
+
+from mjdist.bench.config import BenchConfig
+from mjdist.bench.devices import BenchDevices, bench_devices
+from mjdist.bench.records import Recorder, read_records
+from mjdist.cli.usage import fail_usage
+from mjdist.launch.devices import DeviceSelectionError
+from mjdist.tasks import registered_tasks
+
+log = logging.getLogger("mjdist.bench")
+
+PROG = "bench"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point of ``bench``."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    cfg = tyro.cli(BenchConfig, args=sys.argv[1:] if argv is None else argv, prog=PROG)
+    try:
+        cfg.validate(tuple(registered_tasks()))
+        if cfg.report:
+            records = read_records(cfg.results)
+        else:
+            devices = bench_devices(cfg.device, cfg.ranks)
+    except (ValueError, DeviceSelectionError) as error:
+        return fail_usage(PROG, str(error))
+    if cfg.report:
+        return _report(records, cfg)
+    return _measure(cfg, devices)
+
+
+def _report(records: list[dict], cfg: BenchConfig) -> int:
+    from mjdist.bench.report import write_report  # matplotlib: only for the report
+
+    for path in write_report(records, cfg.results, cfg.docs):
+        log.info("Wrote %s", path)
+    return 0
+
+
+def _measure(cfg: BenchConfig, devices: BenchDevices) -> int:
+    from mjdist.bench.launch_time import LaunchFailedError
+    from mjdist.bench.machine import provenance
+    from mjdist.bench.suite import run_benchmarks
+    from mjdist.launch.launcher import RankFailedError
+
+    recorder = Recorder(cfg.results, cfg.task, provenance())
+    try:
+        run_benchmarks(registered_tasks()[cfg.task], cfg, devices, recorder)
+    except KeyboardInterrupt:
+        log.error("Interrupted after %d record(s), which are in %s.", recorder.written, cfg.results)
+        return 130
+    except (RankFailedError, LaunchFailedError) as failure:
+        log.error("bench failed after %d record(s): %s", recorder.written, failure)
+        return 1
+    log.info("Appended %d record(s) to %s; `uv run bench --report` turns them into docs/performance.md",
+             recorder.written, cfg.results)  # fmt: skip
+    return 0
+
+
+def run() -> None:
+    """``bench`` console script."""
+    sys.exit(main())
