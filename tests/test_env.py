@@ -268,6 +268,7 @@ def test_reward_terms_on_a_set_state(balance: MjWarpEnv) -> None:
     xd, thd = torch.linspace(-2.0, 1.0, N), torch.linspace(3.0, -3.0, N)
     balance.qpos.copy_(torch.stack((x, angle), dim=-1))
     balance.qvel.copy_(torch.stack((xd, thd), dim=-1))
+    balance.terminated = torch.stack(tuple(balance.terminations().values())).any(dim=0)  # as step() does first
 
     terms = balance.reward_terms()
 

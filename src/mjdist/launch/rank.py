@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import warp as wp
 
 from mjdist.checkpoints import checkpoint_iteration
 from mjdist.config import TrainConfig
+from mjdist.envs.core import MjWarpEnv
 from mjdist.envs.vec_env import RslRlVecEnv
 from mjdist.launch.context import RankContext, RankResult
 from mjdist.launch.plan import LaunchPlan
@@ -48,7 +50,7 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
     if ctx.is_main and cfg.agent.logger == "wandb":
         os.environ.setdefault("WANDB_DIR", plan.run_dir)  # wandb's files live in the run, not in the cwd
     with wp.ScopedDevice(ctx.device):
-        env = spec.load_env_class()(cfg.env, device=ctx.device, seed=ctx.seed)
+        env = build_env(spec, cfg, ctx)
         runner = DistributedRunner(
             RslRlVecEnv(env),
             cfg.agent.to_rsl_rl(cfg.run_name),
@@ -71,6 +73,16 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
         observation_digest=_digest(dict(runner.env.get_observations().items())),
         iterations=tuple(runner.iteration_timings),
     )
+
+
+def build_env(spec: TaskSpec, cfg: TrainConfig, ctx: RankContext) -> MjWarpEnv:
+    """The rank's environment. Local rank 0 builds first, compiling any Warp kernels missing from the shared
+    kernel cache; the other ranks wait at a barrier, then load those kernels instead of compiling them again."""
+    env_class = spec.load_env_class()
+    env = env_class(cfg.env, device=ctx.device, seed=ctx.seed) if ctx.local_rank == 0 else None
+    if ctx.world_size > 1:
+        dist.barrier(device_ids=[torch.cuda.current_device()] if ctx.device.startswith("cuda") else None)
+    return env if env is not None else env_class(cfg.env, device=ctx.device, seed=ctx.seed)
 
 
 def resume(runner: DistributedRunner, checkpoint: Path, device: str) -> None:

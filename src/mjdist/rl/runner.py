@@ -18,6 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 from mjdist.checkpoints import CheckpointError
 from mjdist.launch.context import IterationTiming
 from mjdist.rl.interrupt import StopRequest, TrainingInterrupted
+from mjdist.rl.normalization import gather_normalizer_statistics
 from mjdist.rl.progress import ProgressLogger
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ class DistributedRunner(OnPolicyRunner):
 
     rsl_rl 5.5.1 insists on nccl and ``device == cuda:<LOCAL_RANK>`` and creates its own group; everything
     else it does for multi-GPU (broadcast at start, gradient all-reduce, KL and normalizer sync) is plain
-    torch.distributed and runs unchanged on the existing group.
+    torch.distributed and runs unchanged on the existing group. The observation normalizers merge the ranks'
+    statistics in one all-gather per step instead of three all-reduces (:mod:`mjdist.rl.normalization`).
 
     ``iteration_timings`` records where each iteration's time went (collection, learning, gradient all-reduce).
     """
@@ -37,6 +39,7 @@ class DistributedRunner(OnPolicyRunner):
         self.task = task
         with contextlib.redirect_stdout(_DebugLog()):
             super().__init__(env, train_cfg, log_dir=log_dir, device=device)
+        gather_normalizer_statistics(self.alg.actor, self.alg.critic)
         self.logger = ProgressLogger(
             log_dir=log_dir,
             cfg=self.cfg,
