@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import mujoco
 import mujoco_warp as mjw
 import torch
 import warp as wp
@@ -42,16 +41,6 @@ class QuadrupedEnv(MjWarpEnv):
     cfg: VelocityFlatConfig
 
     def __init__(self, cfg: EnvConfig, device: str, seed: int) -> None:
-        model = mujoco.MjModel.from_xml_path(str(self.model_file))
-        key = model.keyframe(STAND_KEYFRAME)
-        self.default_qpos = torch.tensor(key.qpos, dtype=torch.float32, device=device)
-        self.default_joint_pos = self.default_qpos[7:]
-        self.joint_limits = torch.tensor(model.jnt_range[1:], dtype=torch.float32, device=device)
-        self.trunk_id = model.body("trunk").id
-        self.nominal_trunk_mass = float(model.body_mass[self.trunk_id])
-        self.foot_contact_adr = [int(model.sensor_adr[model.sensor(f"{foot}_foot_contact").id]) for foot in FEET]
-        self.trunk_contact_adr = int(model.sensor_adr[model.sensor("trunk_contact").id])
-
         n = cfg.num_envs
         self.commands = torch.zeros(n, 3, device=device)
         self.command_timer = torch.zeros(n, device=device)
@@ -73,7 +62,16 @@ class QuadrupedEnv(MjWarpEnv):
         self.wp_model.opt.warn_overflow &= ~mjw.OverflowType.LS_ITERATIONS
 
     def bind_views(self) -> None:
-        """Sensors, actuator forces, accelerations, and the per-world friction and mass that resets randomize."""
+        """The standing pose, joint limits, trunk and sensor indices from the model; views of the sensors, actuator
+        forces, accelerations, and the per-world friction and mass that resets randomize."""
+        model = self.mj_model
+        self.default_qpos = torch.tensor(model.keyframe(STAND_KEYFRAME).qpos, dtype=torch.float32, device=self.device)
+        self.default_joint_pos = self.default_qpos[7:]
+        self.joint_limits = torch.tensor(model.jnt_range[1:], dtype=torch.float32, device=self.device)
+        self.trunk_id = model.body("trunk").id
+        self.nominal_trunk_mass = float(model.body_mass[self.trunk_id])
+        self.foot_contact_adr = [int(model.sensor_adr[model.sensor(f"{foot}_foot_contact").id]) for foot in FEET]
+        self.trunk_contact_adr = int(model.sensor_adr[model.sensor("trunk_contact").id])
         data = self.wp_data
         self.sensordata = wp.to_torch(data.sensordata)
         self.actuator_force = wp.to_torch(data.actuator_force)

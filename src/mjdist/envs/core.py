@@ -114,7 +114,8 @@ class MjWarpEnv(ABC):
         step compiles the kernels."""
 
     def bind_views(self) -> None:  # noqa: B027 - optional hook
-        """Take the task's own torch views of ``self.wp_data``/``self.wp_model`` (once, before the first reset)."""
+        """Read what the task needs from ``self.mj_model`` and take its own torch views of ``self.wp_data``/
+        ``self.wp_model`` (once, before the first reset)."""
 
     def after_physics_step(self) -> None:  # noqa: B027 - optional hook
         """Update task state (commands, contact timers, ...) after physics, before rewards and resets."""
