@@ -47,3 +47,20 @@ def test_train_command_with_cpu_workers(log_root: Path) -> None:
     (run_dir,) = (log_root / "cartpole_balance").iterdir()
     (log_dir,) = (run_dir / "torchrunx").iterdir()
     assert {"localhost[0].log", "localhost[1].log"} <= {path.name for path in log_dir.iterdir()}
+
+
+@pytest.mark.parametrize("network", ["actor", "critic"])
+def test_the_parameter_digest_covers_actor_and_critic(network: str) -> None:
+    import torch
+
+    from mjdist.launch.rank import network_digest
+
+    def model() -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Linear(3, 2))  # same key names in both networks, as in rsl_rl
+
+    torch.manual_seed(0)
+    actor, critic = model(), model()
+    before = network_digest(actor, critic)
+    with torch.no_grad():
+        (actor if network == "actor" else critic)[0].weight[0, 0] += 1.0
+    assert network_digest(actor, critic) != before

@@ -69,7 +69,7 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
                 runner.export_policy_to_jit(str(plan.run_dir_path / "exported"), EXPORTED_POLICY)
     return RankResult(
         rank=ctx.rank,
-        parameter_digest=_digest(runner.alg.actor.state_dict() | runner.alg.critic.state_dict()),
+        parameter_digest=network_digest(runner.alg.actor, runner.alg.critic),
         observation_digest=_digest(dict(runner.env.get_observations().items())),
         iterations=tuple(runner.iteration_timings),
     )
@@ -89,6 +89,14 @@ def resume(runner: DistributedRunner, checkpoint: Path, device: str) -> None:
     """Load everything the checkpoint holds; the next iteration is numbered after the checkpoint's."""
     runner.load_checkpoint(checkpoint, device)
     runner.current_learning_iteration = checkpoint_iteration(checkpoint) + 1
+
+
+def network_digest(actor: torch.nn.Module, critic: torch.nn.Module) -> str:
+    """SHA-256 of every parameter and buffer (normalizers included) of both networks; their state dicts use
+    the same key names, so each is prefixed with its network."""
+    tensors = {f"{name}.{key}": value for name, module in (("actor", actor), ("critic", critic))
+               for key, value in module.state_dict().items()}  # fmt: skip
+    return _digest(tensors)
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:

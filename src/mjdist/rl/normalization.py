@@ -1,8 +1,8 @@
 """rsl_rl's running observation normalizer, with its cross-rank statistics merged in one collective.
 
-rsl_rl's ``EmpiricalNormalization.update`` runs on every environment step and, in a process group, makes
-three blocking all-reduces (count, mean, variance) per normalizer: six lock-steps per step for actor and
-critic. One all-gather of each rank's ``(count, mean, variance)`` carries the same information.
+rsl_rl 5.5 updates each normalizer once per PPO update, from all observations of the rollout, and in a process
+group ``EmpiricalNormalization.update`` makes three blocking all-reduces (count, mean, variance). One all-gather
+of each rank's ``(count, mean, variance)`` carries the same information.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ class DistributedRunner(OnPolicyRunner):
     rsl_rl 5.5.1 insists on nccl and ``device == cuda:<LOCAL_RANK>`` and creates its own group; everything
     else it does for multi-GPU (broadcast at start, gradient all-reduce, KL and normalizer sync) is plain
     torch.distributed and runs unchanged on the existing group. The observation normalizers merge the ranks'
-    statistics in one all-gather per step instead of three all-reduces (:mod:`mjdist.rl.normalization`).
+    statistics in one all-gather per update instead of three all-reduces (:mod:`mjdist.rl.normalization`).
 
     ``iteration_timings`` records where each iteration's time went (collection, learning, gradient all-reduce).
     """
