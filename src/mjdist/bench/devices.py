@@ -20,6 +20,12 @@ class BenchDevices:
         """Where the physics and env benchmarks simulate: GPU 0 or the CPU."""
         return "cuda:0" if self.kind == "cuda" else "cpu"
 
+    @property
+    def torch_threads_per_rank(self) -> int | None:
+        """torch threads of each rank in the training benchmarks: one per CPU rank, a single rank included, so
+        that N CPU ranks are compared with one of the same kind (None on GPUs: torch's default)."""
+        return 1 if self.kind == "cpu" else None
+
     def train_flags(self, ranks: int) -> tuple[str, ...]:
         """`train` flags for ``ranks`` ranks on this kind of device."""
         gpu_ids, workers = self._request(ranks)

@@ -289,7 +289,9 @@ SECTIONS = (
             "first iteration (warm-up) is not counted. Each repetition is a separate run. From rank 0's "
             "runner: *collect* is the rollout (acting and stepping the environments), *learn* the returns and "
             "the PPO update, both per iteration; *env-steps/s* = num_steps_per_env x num_envs x ranks x "
-            "iterations / their collect + learn time. Checkpoints and logging are not in these times."
+            "iterations / their collect + learn time. Checkpoints and logging are not in these times. On the "
+            "CPU the rank has one torch thread, as every CPU worker of the scaling runs does (`train --gpu-ids "
+            "None` alone would use torch's default thread count)."
         ),
         columns=(
             ("Task", _task),
@@ -309,10 +311,11 @@ SECTIONS = (
         title="Scaling over ranks",
         method=(
             "The training runs of the train benchmark with 1..N ranks: one GPU per rank where GPUs were used, "
-            "otherwise one CPU worker process per rank (gloo; one torch thread per worker, while a single "
-            "rank runs one process with torch's default thread count, as `train` does). Every rank simulates "
-            "the same `Envs`, so N ranks collect N times the experience per iteration. *Speed-up* = total "
-            "env-steps/s / one rank's, *efficiency* = speed-up / N, each paired repetition by repetition."
+            "otherwise one CPU process per rank (gloo) with one torch thread, one rank included, so that N ranks "
+            "are compared with one of the same kind. Every rank simulates the same `Envs`, so N ranks collect N "
+            "times the experience per iteration. Repetitions are interleaved (1..N ranks, then again), so that "
+            "a drift in the machine's speed shifts every rank count alike. *Speed-up* = total env-steps/s / "
+            "one rank's, *efficiency* = speed-up / N, each paired repetition by repetition."
         ),
         columns=(
             ("Task", _task),

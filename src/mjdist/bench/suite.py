@@ -26,7 +26,7 @@ def run_benchmarks(spec: TaskSpec, cfg: BenchConfig, devices: BenchDevices, reco
     """Measure every benchmark ``cfg`` selects; each record is appended as soon as it is measured."""
     wp.config.log_level = wp.LOG_WARNING  # as in training: no line per loaded kernel module
     with _log_root(cfg.log_root) as log_root:
-        runs = TrainingRuns(spec, cfg, devices, log_root)
+        runs = TrainingRuns(spec, cfg, devices, log_root, training_rank_counts(cfg))
         benchmarks: dict[str, Callable[[], None]] = {
             "physics": lambda: run_physics(spec, cfg, devices.simulation_device, record),
             "env": lambda: run_env(spec, cfg, devices.simulation_device, record),
@@ -38,6 +38,17 @@ def run_benchmarks(spec: TaskSpec, cfg: BenchConfig, devices: BenchDevices, reco
         for name in cfg.selected():
             log.info("bench %s: %s on %s", name, spec.name, devices.kind)
             benchmarks[name]()
+
+
+def training_rank_counts(cfg: BenchConfig) -> set[int]:
+    """The rank counts whose training runs the selected benchmarks read: train 1, scaling 1..N, sync 1 and N."""
+    selected = cfg.selected()
+    counts = {1} if {"train", "scaling", "sync"} & set(selected) else set()
+    if "scaling" in selected:
+        counts |= set(range(1, cfg.ranks + 1))
+    if "sync" in selected:
+        counts.add(cfg.ranks)
+    return counts
 
 
 @contextlib.contextmanager

@@ -52,20 +52,30 @@ class TrainingRun:
 
 
 class TrainingRuns:
-    """The runs of one ``bench`` invocation, made on first use: ``cfg.repetitions`` runs per rank count."""
+    """The runs of one ``bench`` invocation: ``cfg.repetitions`` runs per rank count, all made on first use.
 
-    def __init__(self, spec: TaskSpec, cfg: BenchConfig, devices: BenchDevices, log_root: Path) -> None:
+    Repetitions are interleaved (1, 2, .., N ranks, then again), so that a machine whose speed drifts during
+    the runs (other tenants, clock changes) shifts every rank count alike instead of biasing the speed-up.
+    """
+
+    def __init__(
+        self, spec: TaskSpec, cfg: BenchConfig, devices: BenchDevices, log_root: Path, rank_counts: set[int]
+    ) -> None:
         self.spec = spec
         self.cfg = cfg
         self.devices = devices
         self.log_root = log_root
+        self.rank_counts = rank_counts
+        """Every rank count that a selected benchmark reads."""
         self.num_envs = cfg.train.num_envs or spec.env.num_envs
         self._runs: dict[int, list[TrainingRun]] = {}
 
     def get(self, ranks: int) -> list[TrainingRun]:
-        """One run per repetition with ``ranks`` ranks."""
-        if ranks not in self._runs:
-            self._runs[ranks] = [self._run(ranks, repetition) for repetition in range(self.cfg.repetitions)]
+        """One run per repetition with ``ranks`` ranks (one of ``rank_counts``)."""
+        if not self._runs:
+            for repetition in range(self.cfg.repetitions):
+                for count in sorted(self.rank_counts):
+                    self._runs.setdefault(count, []).append(self._run(count, repetition))
         return self._runs[ranks]
 
     def config(self, ranks: int) -> dict[str, Any]:
@@ -87,6 +97,7 @@ class TrainingRuns:
             run_name=f"bench-{ranks}-ranks-{repetition}",
         )
         plan = make_plan(self.spec.name, train_cfg, self.devices.selection(ranks), os.environ, datetime.datetime.now())
+        plan = dataclasses.replace(plan, torch_threads=self.devices.torch_threads_per_rank)
         rank_zero = launch(plan, train_cfg, self.spec)[0]
         return TrainingRun(
             torch_threads=plan.torch_threads,
