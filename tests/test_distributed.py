@@ -24,6 +24,7 @@ def test_two_cpu_ranks_stay_identical_and_explore_differently(log_root: Path) ->
     assert [rank["rank"] for rank in ranks] == [0, 1]
     assert ranks[0]["parameter_digest"] == ranks[1]["parameter_digest"]
     assert ranks[0]["observation_digest"] != ranks[1]["observation_digest"]
+    assert cartpole_marker(num_envs=64).exists()  # the next 2-rank launch builds on both ranks at once
 
     (run_dir,) = (log_root / "cartpole_balance").iterdir()  # one run directory for both ranks
     assert sorted(p.name for p in run_dir.glob("model_*.pt")) == ["model_0.pt", "model_5.pt"]
@@ -64,3 +65,24 @@ def test_the_parameter_digest_covers_actor_and_critic(network: str) -> None:
     with torch.no_grad():
         (actor if network == "actor" else critic)[0].weight[0, 0] += 1.0
     assert network_digest(actor, critic) != before
+
+
+def cartpole_marker(**env: object) -> Path:
+    import dataclasses
+
+    import warp as wp
+    from mjdist_tasks.cartpole import BALANCE
+
+    from mjdist.launch.kernel_cache import built_marker
+
+    wp.init()
+    return built_marker("faulty-cartpole", dataclasses.replace(BALANCE.env, **env), "cpu")  # helpers/faulty_task
+
+
+def test_the_built_marker_is_per_environment_and_lives_in_the_kernel_cache() -> None:
+    import warp as wp
+
+    marker = cartpole_marker(num_envs=64)
+    assert marker.parent.parent == Path(wp.config.kernel_cache_dir)
+    assert cartpole_marker(num_envs=64) == marker
+    assert cartpole_marker(num_envs=65) != marker

@@ -19,6 +19,7 @@ from mjdist.config import TrainConfig
 from mjdist.envs.core import MjWarpEnv
 from mjdist.envs.vec_env import RslRlVecEnv
 from mjdist.launch.context import RankContext, RankResult
+from mjdist.launch.kernel_cache import built_marker, mark_built
 from mjdist.launch.plan import LaunchPlan
 from mjdist.rl.runner import DistributedRunner
 from mjdist.runs import write_params
@@ -76,12 +77,24 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
 
 
 def build_env(spec: TaskSpec, cfg: TrainConfig, ctx: RankContext) -> MjWarpEnv:
-    """The rank's environment. Local rank 0 builds first, compiling any Warp kernels missing from the shared
-    kernel cache; the other ranks wait at a barrier, then load those kernels instead of compiling them again."""
+    """The rank's environment, its Warp kernels compiled once per machine however many ranks there are.
+
+    If every rank finds this environment's marker in the kernel cache, all build at once and load the cached
+    kernels. Otherwise local rank 0 builds first, compiling what is missing, and marks the cache; the other
+    ranks wait at a barrier, then load those kernels instead of compiling them again.
+    """
     env_class = spec.load_env_class()
+    if ctx.world_size == 1:
+        return env_class(cfg.env, device=ctx.device, seed=ctx.seed)
+    marker = built_marker(spec.name, cfg.env, ctx.device)
+    cached = torch.tensor([int(marker.exists())], device=ctx.device)
+    dist.all_reduce(cached, op=dist.ReduceOp.MIN)
+    if cached.item():
+        return env_class(cfg.env, device=ctx.device, seed=ctx.seed)
     env = env_class(cfg.env, device=ctx.device, seed=ctx.seed) if ctx.local_rank == 0 else None
-    if ctx.world_size > 1:
-        dist.barrier(device_ids=[torch.cuda.current_device()] if ctx.device.startswith("cuda") else None)
+    if env is not None:
+        mark_built(marker)
+    dist.barrier(device_ids=[torch.cuda.current_device()] if ctx.device.startswith("cuda") else None)
     return env if env is not None else env_class(cfg.env, device=ctx.device, seed=ctx.seed)
 
 
