@@ -26,39 +26,38 @@ class CartpoleEnv(MjWarpEnv):
         return {"policy": obs, "critic": obs}
 
     def terminations(self) -> dict[str, torch.Tensor]:
-        """Cart off the track; pole past the angle limit (wrapped to [-pi, pi])."""
-        angle = torch.remainder(self.qpos[:, 1] + math.pi, 2 * math.pi) - math.pi
+        """Cart off the track; pole past the angle limit (wrapped to [-pi, pi], kept for the rewards)."""
+        self.wrapped_angle = torch.remainder(self.qpos[:, 1] + math.pi, 2 * math.pi) - math.pi
         return {
             "cart_out_of_bounds": self.qpos[:, 0].abs() > self.cfg.cart_limit,
-            "pole_fell": angle.abs() > self.cfg.pole_angle_limit,
+            "pole_fell": self.wrapped_angle.abs() > self.cfg.pole_angle_limit,
         }
 
     def reward_terms(self) -> dict[str, torch.Tensor]:
-        """Every term named in the task's reward weights."""
-        angle = self.qpos[:, 1]
+        """The terms whose weight is not 0; the others are not computed."""
         failed = self.terminated.float()
         terms = {
-            "alive": 1.0 - failed,
-            "termination": failed,
-            "pole_angle": (torch.remainder(angle + math.pi, 2 * math.pi) - math.pi).square(),
-            "upright": (torch.cos(angle) + 1.0) / 2.0,
-            "cart_position": self.qpos[:, 0].square(),
-            "cart_velocity": self.qvel[:, 0].abs(),
-            "pole_angular_velocity": self.qvel[:, 1].abs(),
-            "pole_angular_velocity_sq": self.qvel[:, 1].square(),
-            "effort": self.ctrl[:, 0].square(),
+            "alive": lambda: 1.0 - failed,
+            "termination": lambda: failed,
+            "pole_angle": lambda: self.wrapped_angle.square(),
+            "upright": lambda: (torch.cos(self.qpos[:, 1]) + 1.0) / 2.0,
+            "cart_position": lambda: self.qpos[:, 0].square(),
+            "cart_velocity": lambda: self.qvel[:, 0].abs(),
+            "pole_angular_velocity": lambda: self.qvel[:, 1].abs(),
+            "pole_angular_velocity_sq": lambda: self.qvel[:, 1].square(),
+            "effort": lambda: self.ctrl[:, 0].square(),
         }
-        return {name: terms[name] for name in self.reward_weights}
+        return {name: terms[name]() for name in self.reward_weights}
+
+    def bind_views(self) -> None:
+        """The initial (cart, pole, cart velocity, pole velocity) and the noise around it, for one draw per reset."""
+        cfg = self.cfg
+        noises = (cfg.initial_position_noise, cfg.initial_angle_noise, *(cfg.initial_velocity_noise,) * 2)
+        centre = torch.tensor((0.0, cfg.initial_angle, 0.0, 0.0), device=self.device)
+        noise = torch.tensor(noises, device=self.device)
+        self.initial_low, self.initial_high = centre - noise, centre + noise
 
     def initial_state(self, env_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cart near the centre, pole near initial_angle, small random velocities."""
-        n, cfg = len(env_ids), self.cfg
-        qpos = torch.stack(
-            (
-                self.uniform(-cfg.initial_position_noise, cfg.initial_position_noise, n),
-                cfg.initial_angle + self.uniform(-cfg.initial_angle_noise, cfg.initial_angle_noise, n),
-            ),
-            dim=-1,
-        )
-        qvel = self.uniform(-cfg.initial_velocity_noise, cfg.initial_velocity_noise, n, 2)
-        return qpos, qvel
+        """Cart near the centre, pole near initial_angle, small random velocities (uniform, one draw for all four)."""
+        state = self.uniform(self.initial_low, self.initial_high, len(env_ids), 4)
+        return state[:, :2], state[:, 2:]

@@ -38,6 +38,7 @@ class QuadrupedEnv(MjWarpEnv):
 
     model_file = Path(__file__).with_name("quadruped.xml")
     per_world_model_fields = ("geom_friction", "body_mass")
+    rewards_per_second = True
     cfg: VelocityFlatConfig
 
     def __init__(self, cfg: EnvConfig, device: str, seed: int) -> None:
@@ -54,7 +55,6 @@ class QuadrupedEnv(MjWarpEnv):
         self.projected_gravity = torch.zeros(n, 3, device=device)
         self.gravity_world = torch.tensor([0.0, 0.0, -1.0], device=device).expand(n, 3)
         super().__init__(cfg, device, seed)
-        self.reward_weights = {name: weight * self.step_dt for name, weight in self.reward_weights.items()}
 
     def prepare_model(self) -> None:
         """Don't print a warning per step when the line search stops at ls_iterations: with exploring policies
@@ -165,7 +165,7 @@ class QuadrupedEnv(MjWarpEnv):
         }
 
     def reward_terms(self) -> dict[str, torch.Tensor]:
-        """Every term named in the task's reward weights (unweighted, per second)."""
+        """The terms whose weight is not 0 (unweighted, per second)."""
         inv_var = 1.0 / self.cfg.tracking_std**2
         terms = {
             "track_lin_vel_xy": lambda: torch.exp(
@@ -181,7 +181,7 @@ class QuadrupedEnv(MjWarpEnv):
             "feet_air_time": lambda: self.air_time_reward,
             "termination": lambda: self.terminated.float(),
         }
-        return {name: terms[name]() for name, weight in self.reward_weights.items() if weight != 0}
+        return {name: terms[name]() for name in self.reward_weights}
 
     def initial_state(self, env_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Standing pose with random joint offsets and heading, slightly above the floor, random base velocity."""

@@ -1,11 +1,15 @@
-"""The env benchmark: the full environment step against the physics part of that same step.
+"""The env benchmark: the full environment step, and the share of it that physics takes.
 
-For each num_envs, one environment of the task (its training configuration, ``num_envs`` worlds) is timed
-three ways, in this order, under ``torch.inference_mode`` like rsl_rl's rollout:
+For each num_envs, one environment of the task (its training configuration, ``num_envs`` worlds) is stepped
+under ``torch.inference_mode`` like rsl_rl's rollout, two ways in turn:
 
-- physics alone: ``env.simulate()``, the ``decimation`` physics steps that one env step runs;
 - ``MjWarpEnv.step(actions)``: actions, physics, task hooks, terminations, rewards, resets, observations;
 - ``RslRlVecEnv.step(actions)``: the same through the rsl_rl adapter, which is what training calls.
+
+While they run, :class:`PhysicsClock` times every ``env.simulate()`` call inside the steps (the ``decimation``
+physics steps of each env step), so physics is measured on exactly the states the environment visits:
+falls, contacts and resets included. Physics timed apart, from other states, can cost more or less than
+inside the steps (a fallen quadruped has more contacts than a standing one).
 
 Actions are uniform in [-action_clip, action_clip], drawn before timing and cycled from a pool.
 """
@@ -13,6 +17,7 @@ Actions are uniform in [-action_clip, action_clip], drawn before timing and cycl
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 
 import torch
@@ -30,59 +35,79 @@ SEED = 0
 
 
 def run_env(spec: TaskSpec, cfg: BenchConfig, device: str, record: Recorder) -> None:
-    """One record per num_envs: env-steps/s of env.step, of the rsl_rl adapter, and of physics alone."""
+    """One record per num_envs: env-steps/s of env.step and of the rsl_rl adapter, and physics' share of them."""
     for num_envs in cfg.num_envs:
         env_cfg = dataclasses.replace(spec.env, num_envs=num_envs)
-        rates = _rates(spec.load_env_class()(env_cfg, device=device, seed=SEED), cfg)
-        physics = rates["physics_control_steps_per_s"]
+        env = spec.load_env_class()(env_cfg, device=device, seed=SEED)
+        env_steps, env_physics = _step_rates(env, env.step, cfg)
+        vec_env_steps, vec_env_physics = _step_rates(env, RslRlVecEnv(env).step, cfg)
         metrics = {
-            "env_steps_per_s": rates["env_steps_per_s"],
-            "vec_env_steps_per_s": rates["vec_env_steps_per_s"],
-            "physics_control_steps_per_s": physics,
-            "overhead": _overheads(rates["env_steps_per_s"], physics),
-            "vec_env_overhead": _overheads(rates["vec_env_steps_per_s"], physics),
+            "env_steps_per_s": env_steps,
+            "vec_env_steps_per_s": vec_env_steps,
+            "physics_control_steps_per_s": env_physics,
+            "overhead": _overheads(env_steps, env_physics),
+            "vec_env_overhead": _overheads(vec_env_steps, vec_env_physics),
         }
         config = {"device": device, "num_envs": num_envs, "decimation": env_cfg.decimation,
                   "graph_capture": env_cfg.graph_capture}  # fmt: skip
         record("env", config, metrics)
 
 
-def _rates(env: MjWarpEnv, cfg: BenchConfig) -> dict[str, list[float]]:
-    """Worlds x control steps per second of physics alone, env.step and the adapter's step, per repetition."""
-    vec_env = RslRlVecEnv(env)
+class PhysicsClock:
+    """Adds up the time of every ``env.simulate()`` call: host time on the CPU, CUDA events on a GPU (no sync)."""
+
+    def __init__(self, env: MjWarpEnv) -> None:
+        self._simulate = env.simulate
+        self._cuda = env.device.type == "cuda"
+        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._seconds = 0.0
+        env.simulate = self._timed_simulate  # type: ignore[method-assign]  # the instance's step() calls this
+
+    def _timed_simulate(self) -> None:
+        if self._cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            self._simulate()
+            end.record()
+            self._events.append((start, end))
+            return
+        start_s = time.perf_counter()
+        self._simulate()
+        self._seconds += time.perf_counter() - start_s
+
+    def take(self) -> float:
+        """Seconds of physics since the last take, once the device has finished it."""
+        if self._events:
+            torch.cuda.synchronize()
+            self._seconds += sum(start.elapsed_time(end) for start, end in self._events) / 1000
+            self._events.clear()
+        seconds, self._seconds = self._seconds, 0.0
+        return seconds
+
+
+def _step_rates(env: MjWarpEnv, step: Callable[[torch.Tensor], object], cfg: BenchConfig) -> tuple[list, list]:
+    """Worlds x control steps per second of ``step`` and of the physics inside it, per timed repetition."""
     generator = torch.Generator(device=env.device).manual_seed(SEED)
     shape = (ACTION_POOL, env.num_envs, env.num_actions)
     actions = (torch.rand(shape, generator=generator, device=env.device) * 2 - 1) * env.cfg.action_clip
-    sync = torch.cuda.synchronize if env.device.type == "cuda" else _no_sync
+    clock = PhysicsClock(env)
+    physics_s: list[float] = []
 
-    def physics(steps: int) -> None:
-        for _ in range(steps):
-            env.simulate()
-        sync()
+    def run(steps: int) -> None:
+        clock.take()
+        for i in range(steps):
+            step(actions[i % ACTION_POOL])
+        physics_s.append(clock.take())  # also waits for the device: the steps are done
 
-    def stepping(step: Callable[[torch.Tensor], object]) -> Callable[[int], None]:
-        def run(steps: int) -> None:
-            for i in range(steps):
-                step(actions[i % ACTION_POOL])
-            sync()
-
-        return run
-
-    runs = {
-        "physics_control_steps_per_s": physics,
-        "env_steps_per_s": stepping(env.step),
-        "vec_env_steps_per_s": stepping(vec_env.step),
-    }
-    with torch.inference_mode():
-        return {
-            name: time_repetitions(run, cfg.duration, cfg.repetitions).rates(env.num_envs) for name, run in runs.items()
-        }
+    try:
+        with torch.inference_mode():
+            timings = time_repetitions(run, cfg.duration, cfg.repetitions)
+    finally:
+        del env.simulate  # the class's method again
+    physics = [timings.units * env.num_envs / seconds for seconds in physics_s[-cfg.repetitions :]]
+    return timings.rates(env.num_envs), physics
 
 
 def _overheads(step_rates: list[float], physics_rates: list[float]) -> list[float]:
     """1 - step rate / physics rate, repetition by repetition: the share of a step not spent in physics."""
     return [1 - step / physics for step, physics in zip(step_rates, physics_rates, strict=True)]
-
-
-def _no_sync() -> None:
-    """The CPU computes synchronously: nothing to wait for."""

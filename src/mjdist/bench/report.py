@@ -260,12 +260,14 @@ SECTIONS = (
         title="Environment step: the overhead over physics",
         method=(
             "One environment of the task (its training configuration with `num_envs` worlds) on the device "
-            "shown, timed under `torch.inference_mode` like rsl_rl's rollout, in this order: *physics alone*, "
-            "`env.simulate()` (the `decimation` physics steps inside one env step); *env.step*, the full "
-            "`MjWarpEnv.step(actions)` (actions, physics, rewards, terminations, resets, observations); and "
-            "*VecEnv.step*, the same step through the rsl_rl adapter that training calls. Actions are uniform "
-            "random in the action bounds, drawn before timing. *Overhead* = 1 - env-steps/s / physics-alone "
-            "env-steps/s, per repetition: the share of a step spent outside physics."
+            "shown, stepped under `torch.inference_mode` like rsl_rl's rollout: *env.step* is the full "
+            "`MjWarpEnv.step(actions)` (actions, physics, rewards, terminations, resets, observations), "
+            "*VecEnv.step* the same step through the rsl_rl adapter that training calls. Actions are uniform "
+            "random in the action bounds, drawn before timing. Every `env.simulate()` call inside those steps "
+            "(the `decimation` physics steps of one env step) is timed as well (host time on the CPU, CUDA "
+            "events on a GPU), so *physics in the step* is measured on the very states the environment "
+            "visits, falls and resets included. *Overhead* = 1 - physics time / step time, per repetition: "
+            "the share of a step spent outside physics, i.e. what the environment layer adds."
         ),
         columns=(
             ("Task", _task),
@@ -273,7 +275,7 @@ SECTIONS = (
             ("Envs", _config("num_envs")),
             ("env.step env-steps/s", _with_range("env_steps_per_s")),
             ("VecEnv.step env-steps/s", _value("vec_env_steps_per_s")),
-            ("Physics alone", _value("physics_control_steps_per_s")),
+            ("Physics in the step", _value("physics_control_steps_per_s")),
             ("Overhead (env.step)", _percent("overhead")),
             ("Overhead (VecEnv.step)", _percent("vec_env_overhead")),
         ),

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
+import operator
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -37,6 +39,8 @@ class MjWarpEnv(ABC):
     per_world_model_fields: tuple[str, ...] = ()
     """MuJoCo-Warp ``Model`` fields that get one copy per world (e.g. ``geom_friction`` for domain
     randomization); the task writes them through ``wp.to_torch(self.wp_model.<field>)``."""
+    rewards_per_second: bool = False
+    """The weights in ``cfg.rewards`` are per second of simulated time: each step adds weight x term x step_dt."""
 
     def __init__(self, cfg: EnvConfig, device: str, seed: int) -> None:
         cfg.validate()
@@ -46,11 +50,14 @@ class MjWarpEnv(ABC):
         self.max_episode_length = cfg.episode_length
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
-        self.reward_weights: dict[str, float] = dataclasses.asdict(cfg.rewards)  # type: ignore[attr-defined]
 
         self.mj_model = mujoco.MjModel.from_xml_path(str(self.model_file))
         self.num_actions = self.mj_model.nu
         self.step_dt = self.mj_model.opt.timestep * cfg.decimation
+        scale = self.step_dt if self.rewards_per_second else 1.0
+        weights = dataclasses.asdict(cfg.rewards)  # type: ignore[attr-defined]
+        self.reward_weights: dict[str, float] = {name: w * scale for name, w in weights.items() if w != 0}
+        """Weight of each reward term that counts (weights of 0 switch terms off), per step."""
         self._wp_device = wp.get_device(str(self.device))
         self._stream = wp.stream_from_torch(self.device) if self._wp_device.is_cuda else None
         with self._warp_scope():
@@ -82,7 +89,9 @@ class MjWarpEnv(ABC):
         self.actions = torch.zeros(n, self.num_actions, device=self.device)
         self.prev_actions = torch.zeros_like(self.actions)
         self.terminated = torch.zeros(n, dtype=torch.bool, device=self.device)
-        self.episode_sums = {name: torch.zeros(n, device=self.device) for name in self.reward_weights}
+        self._weights = torch.tensor(list(self.reward_weights.values()), device=self.device)
+        self.episode_sums = torch.zeros(n, len(self.reward_weights), device=self.device)
+        """Weighted reward of the current episodes so far, one column per term of ``reward_weights``."""
         self.obs = self.reset()
 
     # ---- what a task implements -------------------------------------------------------------------------
@@ -93,7 +102,8 @@ class MjWarpEnv(ABC):
 
     @abstractmethod
     def reward_terms(self) -> dict[str, torch.Tensor]:
-        """Unweighted reward terms ``[num_envs]``; names match the fields of ``cfg.rewards``.
+        """Unweighted reward terms ``[num_envs]``, at least those named in ``self.reward_weights`` (the fields of
+        ``cfg.rewards`` whose weight is not 0); the core reads only those.
 
         Called after :meth:`terminations`; ``self.terminated`` holds this step's failures."""
 
@@ -128,18 +138,19 @@ class MjWarpEnv(ABC):
     def step(
         self, actions: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-        """Advance one control step: ``(obs, reward, terminated, time_outs, extras)``; done worlds are reset."""
-        self.prev_actions.copy_(self.actions)
-        self.actions.copy_(actions.to(self.device).clamp(-self.cfg.action_clip, self.cfg.action_clip))
+        """Advance one control step: ``(obs, reward, terminated, time_outs, extras)``; done worlds are reset.
+
+        Every per-step computation is a handful of batched torch operations: on small batches their count, not
+        their size, is what an env step costs beyond physics."""
+        self.prev_actions, self.actions = self.actions, self.prev_actions  # the last actions become the previous
+        torch.clamp(actions.to(self.device), -self.cfg.action_clip, self.cfg.action_clip, out=self.actions)
         self.apply_actions(self.actions)
         self.simulate()
         self.episode_length_buf += 1
         self.after_physics_step()
 
         reasons = self.terminations()
-        terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        for flags in reasons.values():
-            terminated |= flags
+        terminated = functools.reduce(operator.or_, reasons.values()) if reasons else self.episode_length_buf < 0
         self.terminated = terminated
         time_outs = (self.episode_length_buf >= self.max_episode_length) & ~terminated  # a failure is never cut short
         reward = self._reward()
@@ -168,21 +179,21 @@ class MjWarpEnv(ABC):
         self.episode_length_buf[env_ids] = 0
         self.actions[env_ids] = 0.0
         self.prev_actions[env_ids] = 0.0
-        for sums in self.episode_sums.values():
-            sums[env_ids] = 0.0
+        self.episode_sums[env_ids] = 0.0
         self.reset_task_state(env_ids)
 
     def simulate(self) -> None:
         """Run ``decimation`` physics steps in every world (graph replay when captured)."""
+        if self._graph is not None:  # a graph belongs to its device; the stream keeps it ordered with torch
+            wp.capture_launch(self._graph, stream=self._stream)
+            return
         with self._warp_scope():
-            if self._graph is not None:
-                wp.capture_launch(self._graph, stream=self._stream)
-            else:
-                for _ in range(self.cfg.decimation):
-                    mjw.step(self.wp_model, self.wp_data)
+            for _ in range(self.cfg.decimation):
+                mjw.step(self.wp_model, self.wp_data)
 
-    def uniform(self, low: float, high: float, *shape: int) -> torch.Tensor:
-        """Uniform samples in ``[low, high)`` from the env's own generator (seeded per rank)."""
+    def uniform(self, low: float | torch.Tensor, high: float | torch.Tensor, *shape: int) -> torch.Tensor:
+        """Uniform samples in ``[low, high)`` from the env's own generator (seeded per rank); tensor bounds
+        broadcast over ``shape`` (e.g. one bound per column)."""
         return low + (high - low) * torch.rand(*shape, generator=self.generator, device=self.device)
 
     # ---- internals --------------------------------------------------------------------------------------
@@ -204,19 +215,19 @@ class MjWarpEnv(ABC):
         return capture.graph
 
     def _reward(self) -> torch.Tensor:
-        reward = torch.zeros(self.num_envs, device=self.device)
-        for name, term in self.reward_terms().items():
-            weighted = self.reward_weights[name] * term
-            reward += weighted
-            self.episode_sums[name] += weighted
-        return reward
+        if not self.reward_weights:
+            return torch.zeros(self.num_envs, device=self.device)
+        terms = self.reward_terms()
+        weighted = torch.stack([terms[name] for name in self.reward_weights], dim=-1) * self._weights
+        self.episode_sums += weighted
+        return weighted.sum(dim=-1)
 
     def _episode_log(
         self, done_ids: torch.Tensor, reasons: dict[str, torch.Tensor], time_outs: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """Per-episode means of the finished episodes, under names rsl_rl logs as they are."""
-        log_items = {f"Episode_Reward/{name}": sums[done_ids].mean() for name, sums in self.episode_sums.items()}
-        for name, flags in reasons.items():
-            log_items[f"Episode_Termination/{name}"] = flags[done_ids].float().mean()
-        log_items["Episode_Termination/time_out"] = time_outs[done_ids].float().mean()
-        return log_items
+        """Per-episode means of the finished episodes, under names rsl_rl logs as they are (one mean for all)."""
+        flags = torch.stack((*reasons.values(), time_outs), dim=-1)
+        means = torch.cat((self.episode_sums, flags), dim=-1)[done_ids].mean(dim=0)
+        names = [f"Episode_Reward/{name}" for name in self.reward_weights]
+        names += [f"Episode_Termination/{reason}" for reason in (*reasons, "time_out")]
+        return dict(zip(names, means.unbind(), strict=True))
