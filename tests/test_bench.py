@@ -95,10 +95,16 @@ def test_train_scaling_and_sync_share_their_runs(tmp_path: Path) -> None:
     assert [(record["benchmark"], record["config"]["ranks"]) for record in records] == [
         ("train", 1), ("scaling", 1), ("scaling", 2), ("sync", 1), ("sync", 2)
     ]  # fmt: skip
-    assert len(list((runs / "cartpole_balance").iterdir())) == 2  # one run per rank count, kept under --log-root
+    runs_made = sorted(path.name.split("_", 2)[-1] for path in (runs / "cartpole_balance").iterdir())
+    # one run per rank count, and two independent single-rank runs at once, all kept under --log-root
+    assert runs_made == ["bench-1-ranks-0", "bench-2-ranks-0", "bench-independent-2-0-0", "bench-independent-2-1-0"]
     train, _, two_ranks, sync_one, sync_two = records
     assert list(train["metrics"]) == ["env_steps_per_s", "collect_s", "learn_s", "iteration_s"]
-    assert list(two_ranks["metrics"]) == ["env_steps_per_s", "env_steps_per_s_per_rank", "speedup", "efficiency"]
+    assert list(two_ranks["metrics"]) == [
+        "env_steps_per_s", "env_steps_per_s_per_rank", "speedup", "efficiency", "independent_speedup",
+        "share_of_independent",
+    ]  # fmt: skip
+    assert list(records[1]["metrics"]) == ["env_steps_per_s", "env_steps_per_s_per_rank", "speedup", "efficiency"]
     assert two_ranks["config"]["torch_threads"] == 1 and two_ranks["config"]["num_envs"] == 16
     assert sync_one["metrics"]["sync_s"]["median"] == 0 and sync_one["config"]["gradient_all_reduces_per_update"] == 0
     assert sync_two["metrics"]["sync_s"]["median"] > 0 and sync_two["config"]["gradient_all_reduces_per_update"] == 20
@@ -194,6 +200,8 @@ def synthetic_records() -> list[dict[str, Any]]:
         config = {"device": "cpu", **train, "ranks": ranks}
         scaling = {"env_steps_per_s": [3e4 * ranks], "env_steps_per_s_per_rank": [3e4], "speedup": [ranks],
                    "efficiency": [0.95]}  # fmt: skip
+        if ranks > 1:
+            scaling |= {"independent_speedup": [1.5], "share_of_independent": [0.9]}
         records.append(make_record("scaling", TASK, cpu, config, scaling))
         sync = {"sync_s": [0.01 * (ranks - 1)], "learn_s": [0.1], "sync_share": [0.1 * (ranks - 1)]}
         records.append(make_record("sync", TASK, cpu, {**config, "gradient_all_reduces_per_update": 20}, sync))
@@ -218,6 +226,7 @@ def test_report_renders_every_benchmark_from_a_results_file(tmp_path: Path) -> N
     assert "uv run bench --report" in report
     assert "| GPU: Test GPU 80GB |" in report and "| CPU |" in report
     assert "+10.00 s" in report and "2.00x" in report  # 2 ranks - 1 rank (warm), cold 2 / cold 1
+    assert "| 1.5 | 90.0% |" in report and "| n/a | n/a |" in report  # independent runs: 2 ranks only
     plots = sorted(path.name for path in (docs / "performance").iterdir())
     assert plots == ["scaling.png", f"throughput-{TASK}.png"]
     assert all(f"(performance/{plot})" in report for plot in plots)

@@ -46,11 +46,16 @@ def throughput_plot(records: Sequence[Record], label: Callable[[Record], str], p
 
 
 def scaling_plot(records: Sequence[Record], label: Callable[[Record], str], path: Path) -> None:
-    """Scaling efficiency (total / (ranks x one rank)) against the number of ranks, one line per task and device."""
+    """Scaling efficiency (total / (ranks x one rank)) against the number of ranks, one line per task and device,
+    and the same for as many independent runs at once (the machine's own limit) where they were measured."""
     series: Series = defaultdict(list)
     for record in records:
-        series[f"{record['task']}, {label(record)}"].append(
-            (record["config"]["ranks"], record["metrics"]["efficiency"])
+        ranks, metrics = record["config"]["ranks"], record["metrics"]
+        name = f"{record['task']}, {label(record)}"
+        series[name].append((ranks, metrics["efficiency"]))
+        independent = metrics.get("independent_speedup", {key: 1.0 for key in ("median", "min", "max")})
+        series[f"{name}, as many independent runs"].append(
+            (ranks, {key: independent[key] / ranks for key in ("median", "min", "max")})
         )
     figure, axes = plt.subplots(figsize=FIGURE_SIZE)
     _draw(axes, series)

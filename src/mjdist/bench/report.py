@@ -200,11 +200,12 @@ def _headline(record: Record) -> str:
 
 
 def _value(metric: str) -> Cell:
-    return lambda record: format_value(_median(record, metric))
+    """The metric's median; n/a where the record lacks the metric (e.g. one rank has no independent runs)."""
+    return lambda record: format_value(_median(record, metric)) if metric in record["metrics"] else "n/a"
 
 
 def _percent(metric: str) -> Cell:
-    return lambda record: f"{100 * _median(record, metric):.1f}%"
+    return lambda record: f"{100 * _median(record, metric):.1f}%" if metric in record["metrics"] else "n/a"
 
 
 def _config(key: str) -> Cell:
@@ -317,7 +318,11 @@ SECTIONS = (
             "are compared with one of the same kind. Every rank simulates the same `Envs`, so N ranks collect N "
             "times the experience per iteration. Repetitions are interleaved (1..N ranks, then again), so that "
             "a drift in the machine's speed shifts every rank count alike. *Speed-up* = total env-steps/s / "
-            "one rank's, *efficiency* = speed-up / N, each paired repetition by repetition."
+            "one rank's, *efficiency* = speed-up / N, each paired repetition by repetition. *Independent "
+            "speed-up*: N single-rank runs started together in N processes that share nothing, their summed "
+            "env-steps/s over one run's alone: what the machine gives N processes (less than N where cores "
+            "share caches, memory bandwidth or a busy host). *Share of independent* = the N-rank job's "
+            "env-steps/s / those N independent runs': what averaging gradients across ranks costs on top."
         ),
         columns=(
             ("Task", _task),
@@ -328,6 +333,8 @@ SECTIONS = (
             ("Per rank", _value("env_steps_per_s_per_rank")),
             ("Speed-up", _value("speedup")),
             ("Efficiency", _percent("efficiency")),
+            ("Independent speed-up", _value("independent_speedup")),
+            ("Share of independent", _percent("share_of_independent")),
         ),
         order=_order("num_envs", "ranks"),
         plots="scaling",

@@ -26,7 +26,8 @@ def run_benchmarks(spec: TaskSpec, cfg: BenchConfig, devices: BenchDevices, reco
     """Measure every benchmark ``cfg`` selects; each record is appended as soon as it is measured."""
     wp.config.log_level = wp.LOG_WARNING  # as in training: no line per loaded kernel module
     with _log_root(cfg.log_root) as log_root:
-        runs = TrainingRuns(spec, cfg, devices, log_root, training_rank_counts(cfg))
+        independent = set(range(2, cfg.ranks + 1)) if "scaling" in cfg.selected() else set()
+        runs = TrainingRuns(spec, cfg, devices, log_root, training_rank_counts(cfg), independent)
         benchmarks: dict[str, Callable[[], None]] = {
             "physics": lambda: run_physics(spec, cfg, devices.simulation_device, record),
             "env": lambda: run_env(spec, cfg, devices.simulation_device, record),

@@ -5,12 +5,19 @@ several), with ``iterations + 1`` iterations; the first iteration is warm-up and
 from rank 0's per-iteration timings (``RankResult.iterations``): collection, learning (returns and the PPO
 update) and, inside learning, the gradient all-reduce. One run per (rank count, repetition) serves every
 benchmark of the invocation that needs it.
+
+The scaling benchmark also measures what the machine itself gives N processes: N independent single-rank
+runs, started together in N processes, that share nothing. Their summed throughput over one run's is the
+speed-up the hardware allows (cores that share caches, memory bandwidth, or a host, give less than N); the
+N-rank job's throughput over theirs is what averaging gradients across ranks costs on top.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
+import multiprocessing
 import os
 import statistics
 from collections.abc import Callable
@@ -23,9 +30,9 @@ from mjdist.bench.config import BenchConfig
 from mjdist.bench.devices import BenchDevices
 from mjdist.bench.records import Recorder
 from mjdist.config import TrainConfig
-from mjdist.launch.context import IterationTiming
+from mjdist.launch.context import IterationTiming, RankResult
 from mjdist.launch.launcher import launch
-from mjdist.launch.plan import make_plan
+from mjdist.launch.plan import LaunchPlan, make_plan
 from mjdist.tasks import TaskSpec
 
 WARM_UP_ITERATIONS = 1
@@ -59,7 +66,13 @@ class TrainingRuns:
     """
 
     def __init__(
-        self, spec: TaskSpec, cfg: BenchConfig, devices: BenchDevices, log_root: Path, rank_counts: set[int]
+        self,
+        spec: TaskSpec,
+        cfg: BenchConfig,
+        devices: BenchDevices,
+        log_root: Path,
+        rank_counts: set[int],
+        independent_counts: set[int],
     ) -> None:
         self.spec = spec
         self.cfg = cfg
@@ -67,16 +80,30 @@ class TrainingRuns:
         self.log_root = log_root
         self.rank_counts = rank_counts
         """Every rank count that a selected benchmark reads."""
+        self.independent_counts = independent_counts
+        """Every number of independent single-rank runs at once that a selected benchmark reads."""
         self.num_envs = cfg.train.num_envs or spec.env.num_envs
         self._runs: dict[int, list[TrainingRun]] = {}
+        self._independent: dict[int, list[list[TrainingRun]]] = {}
 
     def get(self, ranks: int) -> list[TrainingRun]:
         """One run per repetition with ``ranks`` ranks (one of ``rank_counts``)."""
-        if not self._runs:
-            for repetition in range(self.cfg.repetitions):
-                for count in sorted(self.rank_counts):
-                    self._runs.setdefault(count, []).append(self._run(count, repetition))
+        self._measure()
         return self._runs[ranks]
+
+    def independent(self, count: int) -> list[list[TrainingRun]]:
+        """Per repetition, the ``count`` single-rank runs made at once in as many processes."""
+        self._measure()
+        return self._independent[count]
+
+    def _measure(self) -> None:
+        if self._runs or self._independent:
+            return
+        for repetition in range(self.cfg.repetitions):
+            for count in sorted(self.rank_counts):
+                self._runs.setdefault(count, []).append(self._run(count, repetition))
+            for count in sorted(self.independent_counts):
+                self._independent.setdefault(count, []).append(self._run_independent(count, repetition))
 
     def config(self, ranks: int) -> dict[str, Any]:
         """What a record of runs with ``ranks`` ranks measured."""
@@ -90,18 +117,31 @@ class TrainingRuns:
         }
 
     def _run(self, ranks: int, repetition: int) -> TrainingRun:
+        plan, train_cfg = self._plan(ranks, f"bench-{ranks}-ranks-{repetition}")
+        return self._result(plan, launch(plan, train_cfg, self.spec)[0])
+
+    def _run_independent(self, count: int, repetition: int) -> list[TrainingRun]:
+        """``count`` single-rank runs at once, each in its own process (spawned: no state shared with bench)."""
+        runs = [self._plan(1, f"bench-independent-{count}-{index}-{repetition}") for index in range(count)]
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
+            futures = [pool.submit(launch, plan, train_cfg, self.spec) for plan, train_cfg in runs]
+            return [self._result(plan, future.result()[0]) for (plan, _), future in zip(runs, futures, strict=True)]
+
+    def _plan(self, ranks: int, run_name: str) -> tuple[LaunchPlan, TrainConfig]:
         train_cfg = TrainConfig(
             env=dataclasses.replace(self.spec.env, num_envs=self.num_envs),
             agent=dataclasses.replace(self.spec.agent, max_iterations=WARM_UP_ITERATIONS + self.cfg.train.iterations),
             log_root=self.log_root,
-            run_name=f"bench-{ranks}-ranks-{repetition}",
+            run_name=run_name,
         )
         plan = make_plan(self.spec.name, train_cfg, self.devices.selection(ranks), os.environ, datetime.datetime.now())
-        plan = dataclasses.replace(plan, torch_threads=self.devices.torch_threads_per_rank)
-        rank_zero = launch(plan, train_cfg, self.spec)[0]
+        return dataclasses.replace(plan, torch_threads=self.devices.torch_threads_per_rank), train_cfg
+
+    def _result(self, plan: LaunchPlan, rank_zero: RankResult) -> TrainingRun:
         return TrainingRun(
             torch_threads=plan.torch_threads,
-            steps_per_iteration=self.spec.agent.num_steps_per_env * self.num_envs * ranks,
+            steps_per_iteration=self.spec.agent.num_steps_per_env * self.num_envs * plan.world_size,
             iterations=rank_zero.iterations[WARM_UP_ITERATIONS:],
         )
 
@@ -122,21 +162,23 @@ def run_train(runs: TrainingRuns, record: Recorder) -> None:
 
 
 def run_scaling(runs: TrainingRuns, record: Recorder, max_ranks: int) -> None:
-    """One record per rank count 1..max_ranks: total env-steps/s, and speed-up and efficiency over one rank."""
+    """One record per rank count 1..max_ranks: total env-steps/s, speed-up and efficiency over one rank, and
+    (for several ranks) the speed-up of as many independent runs at once, the machine's own limit."""
     single = [run.env_steps_per_s() for run in runs.get(1)]
     for ranks in range(1, max_ranks + 1):
         total = [run.env_steps_per_s() for run in runs.get(ranks)]
         speedup = [many / one for many, one in zip(total, single, strict=True)]
-        record(
-            "scaling",
-            runs.config(ranks),
-            {
-                "env_steps_per_s": total,
-                "env_steps_per_s_per_rank": [rate / ranks for rate in total],
-                "speedup": speedup,
-                "efficiency": [value / ranks for value in speedup],
-            },
-        )
+        metrics = {
+            "env_steps_per_s": total,
+            "env_steps_per_s_per_rank": [rate / ranks for rate in total],
+            "speedup": speedup,
+            "efficiency": [value / ranks for value in speedup],
+        }
+        if ranks > 1:
+            independent = [sum(run.env_steps_per_s() for run in group) for group in runs.independent(ranks)]
+            metrics["independent_speedup"] = [many / one for many, one in zip(independent, single, strict=True)]
+            metrics["share_of_independent"] = [job / alone for job, alone in zip(total, independent, strict=True)]
+        record("scaling", runs.config(ranks), metrics)
 
 
 def run_sync(runs: TrainingRuns, record: Recorder, max_ranks: int) -> None:
