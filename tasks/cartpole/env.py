@@ -19,17 +19,17 @@ class CartpoleEnv(MjWarpEnv):
 
     def observations(self) -> dict[str, torch.Tensor]:
         """The same five numbers for the policy and the critic."""
-        angle = self.qpos[:, 1]
+        angle = self.pole_angle
         obs = torch.stack(
-            (self.qpos[:, 0], torch.cos(angle), torch.sin(angle), self.qvel[:, 0], self.qvel[:, 1]), dim=-1
+            (self.cart_position, torch.cos(angle), torch.sin(angle), self.cart_velocity, self.pole_velocity), dim=-1
         )
         return {"policy": obs, "critic": obs}
 
     def terminations(self) -> dict[str, torch.Tensor]:
         """Cart off the track; pole past the angle limit (wrapped to [-pi, pi], kept for the rewards)."""
-        self.wrapped_angle = torch.remainder(self.qpos[:, 1] + math.pi, 2 * math.pi) - math.pi
+        self.wrapped_angle = torch.remainder(self.pole_angle + math.pi, 2 * math.pi) - math.pi
         return {
-            "cart_out_of_bounds": self.qpos[:, 0].abs() > self.cfg.cart_limit,
+            "cart_out_of_bounds": self.cart_position.abs() > self.cfg.cart_limit,
             "pole_fell": self.wrapped_angle.abs() > self.cfg.pole_angle_limit,
         }
 
@@ -40,17 +40,21 @@ class CartpoleEnv(MjWarpEnv):
             "alive": lambda: 1.0 - failed,
             "termination": lambda: failed,
             "pole_angle": lambda: self.wrapped_angle.square(),
-            "upright": lambda: (torch.cos(self.qpos[:, 1]) + 1.0) / 2.0,
-            "cart_position": lambda: self.qpos[:, 0].square(),
-            "cart_velocity": lambda: self.qvel[:, 0].abs(),
-            "pole_angular_velocity": lambda: self.qvel[:, 1].abs(),
-            "pole_angular_velocity_sq": lambda: self.qvel[:, 1].square(),
-            "effort": lambda: self.ctrl[:, 0].square(),
+            "upright": lambda: (torch.cos(self.pole_angle) + 1.0) / 2.0,
+            "cart_position": lambda: self.cart_position.square(),
+            "cart_velocity": lambda: self.cart_velocity.abs(),
+            "pole_angular_velocity": lambda: self.pole_velocity.abs(),
+            "pole_angular_velocity_sq": lambda: self.pole_velocity.square(),
+            "effort": lambda: self.motor_command.square(),
         }
         return {name: terms[name]() for name in self.reward_weights}
 
     def bind_views(self) -> None:
-        """The initial (cart, pole, cart velocity, pole velocity) and the noise around it, for one draw per reset."""
+        """Column views of the state (taken once: slicing is a torch operation per step too), and the bounds of
+        the initial (cart, pole, cart velocity, pole velocity), for one draw per reset."""
+        self.cart_position, self.pole_angle = self.qpos.unbind(dim=-1)
+        self.cart_velocity, self.pole_velocity = self.qvel.unbind(dim=-1)
+        self.motor_command = self.ctrl[:, 0]
         cfg = self.cfg
         noises = (cfg.initial_position_noise, cfg.initial_angle_noise, *(cfg.initial_velocity_noise,) * 2)
         centre = torch.tensor((0.0, cfg.initial_angle, 0.0, 0.0), device=self.device)

@@ -62,8 +62,9 @@ class QuadrupedEnv(MjWarpEnv):
         self.wp_model.opt.warn_overflow &= ~mjw.OverflowType.LS_ITERATIONS
 
     def bind_views(self) -> None:
-        """The standing pose, joint limits, trunk and sensor indices from the model; views of the sensors, actuator
-        forces, accelerations, and the per-world friction and mass that resets randomize."""
+        """The standing pose, joint limits, trunk and sensor indices from the model; the policy observations' noise
+        amplitudes; views of the sensors, actuator forces, accelerations, and the per-world friction and mass that
+        resets randomize."""
         model = self.mj_model
         self.default_qpos = torch.tensor(model.keyframe(STAND_KEYFRAME).qpos, dtype=torch.float32, device=self.device)
         self.default_joint_pos = self.default_qpos[7:]
@@ -73,6 +74,13 @@ class QuadrupedEnv(MjWarpEnv):
         self.foot_contact_adr = [int(model.sensor_adr[model.sensor(f"{foot}_foot_contact").id]) for foot in FEET]
         self.trunk_contact_adr = int(model.sensor_adr[model.sensor("trunk_contact").id])
         data = self.wp_data
+        noise = self.cfg.noise
+        joints = self.num_actions
+        amplitudes = ((noise.lin_vel, 3), (noise.ang_vel, 3), (noise.gravity, 3), (0.0, 3),
+                      (noise.joint_pos, joints), (noise.joint_vel, joints), (0.0, joints))  # fmt: skip
+        self.noise_amplitude = torch.cat(
+            [torch.full((width,), amplitude * noise.scale, device=self.device) for amplitude, width in amplitudes]
+        )
         self.sensordata = wp.to_torch(data.sensordata)
         self.actuator_force = wp.to_torch(data.actuator_force)
         self.qacc = wp.to_torch(data.qacc)
@@ -88,6 +96,7 @@ class QuadrupedEnv(MjWarpEnv):
     def after_physics_step(self) -> None:
         """Base velocities in the base frame, foot contacts and air times, command timers."""
         self._update_base_state()
+        self.base_state_stale = False
         contact = self.sensordata[:, self.foot_contact_adr] > 0
         touch_down = contact & (self.feet_air_time > 0)
         self.feet_air_time += self.step_dt
@@ -120,7 +129,9 @@ class QuadrupedEnv(MjWarpEnv):
 
     def observations(self) -> dict[str, torch.Tensor]:
         """Noisy policy observations; clean ones plus privileged physics for the critic."""
-        self._update_base_state()
+        if self.base_state_stale:  # worlds were reset since the physics step
+            self._update_base_state()
+            self.base_state_stale = False
         joint_pos = self.qpos[:, 7:] - self.default_joint_pos
         joint_vel = self.qvel[:, 6:]
         clean = (
@@ -132,17 +143,9 @@ class QuadrupedEnv(MjWarpEnv):
             joint_vel,
             self.actions,
         )
-        noise = self.cfg.noise
-        amplitudes = (noise.lin_vel, noise.ang_vel, noise.gravity, 0.0, noise.joint_pos, noise.joint_vel, 0.0)
         policy = torch.cat(clean, dim=-1)
-        if noise.scale > 0:
-            amplitude = torch.cat(
-                [
-                    torch.full((term.shape[-1],), a * noise.scale, device=self.device)
-                    for term, a in zip(clean, amplitudes, strict=True)
-                ]
-            )
-            policy = policy + amplitude * (
+        if self.cfg.noise.scale > 0:
+            policy = policy + self.noise_amplitude * (
                 2.0 * torch.rand(policy.shape, generator=self.generator, device=self.device) - 1.0
             )
         privileged = torch.cat(
@@ -198,7 +201,9 @@ class QuadrupedEnv(MjWarpEnv):
         return qpos, qvel
 
     def reset_task_state(self, env_ids: torch.Tensor) -> None:
-        """New friction, trunk mass and command; clear air times and contacts."""
+        """New friction, trunk mass and command; clear air times and contacts. The base state is recomputed for the
+        observations of the new episodes."""
+        self.base_state_stale = True
         n, rand = len(env_ids), self.cfg.randomization
         self.friction[env_ids] = self.uniform(*rand.friction, n)
         self.geom_friction[env_ids, :, 0] = self.friction[env_ids].unsqueeze(-1)
