@@ -150,6 +150,7 @@ class MjWarpEnv(ABC):
         self.after_physics_step()
 
         reasons = self.terminations()
+        # A task without termination reasons never fails: episode_length_buf < 0 is all False.
         terminated = functools.reduce(operator.or_, reasons.values()) if reasons else self.episode_length_buf < 0
         self.terminated = terminated
         time_outs = (self.episode_length_buf >= self.max_episode_length) & ~terminated  # a failure is never cut short
