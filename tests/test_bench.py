@@ -276,6 +276,15 @@ def test_cuda_without_a_gpu_is_one_line(
     assert not (tmp_path / "results.jsonl").exists()
 
 
+def test_independent_runs_on_gpus_take_one_gpu_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    monkeypatch.setattr("mjdist.bench.devices.cuda_device_count", lambda visible: 8)
+    gpus = BenchDevices("cuda")
+    assert gpus.selection(2).physical_gpus == ("4", "6")
+    assert [gpus.selection(1, first_gpu=index).physical_gpus for index in (0, 1)] == [("4",), ("6",)]
+    assert BenchDevices("cpu").selection(1, first_gpu=1).kind == "cpu"
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

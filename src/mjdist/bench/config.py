@@ -74,7 +74,8 @@ class BenchConfig:
     duration: float = 1.0
     """Seconds each timed repetition of the physics and env benchmarks lasts (about; sized by calibration)."""
     ranks: int = 2
-    """N: scaling trains with 1..N ranks; sync and launch compare 1 and N ranks."""
+    """N: scaling trains with 1..N ranks (and, for each count from 2, as many independent single-rank runs at
+    once); sync and launch compare 1 and N ranks."""
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
     """The physics benchmark."""
     train: TrainingConfig = field(default_factory=TrainingConfig)

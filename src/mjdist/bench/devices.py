@@ -31,16 +31,17 @@ class BenchDevices:
         gpu_ids, workers = self._request(ranks)
         return ("--gpu-ids", *gpu_ids, *(("--cpu-workers", workers) if workers is not None else ()))
 
-    def selection(self, ranks: int) -> DeviceSelection:
-        """The device selection `train` makes from :meth:`train_flags` on this machine."""
-        gpu_ids, workers = self._request(ranks)
+    def selection(self, ranks: int, first_gpu: int = 0) -> DeviceSelection:
+        """The device selection `train` makes from :meth:`train_flags` on this machine; on GPUs, ``ranks`` GPUs
+        from ``first_gpu`` on (N independent single-rank runs use one GPU each)."""
+        gpu_ids, workers = self._request(ranks, first_gpu)
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         return resolve_devices(gpu_ids, workers, visible, cuda_device_count(visible), len(os.sched_getaffinity(0)))
 
-    def _request(self, ranks: int) -> tuple[tuple[str, ...], str | None]:
+    def _request(self, ranks: int, first_gpu: int = 0) -> tuple[tuple[str, ...], str | None]:
         """(--gpu-ids, --cpu-workers) for ``ranks`` ranks."""
         if self.kind == "cuda":
-            return tuple(str(gpu) for gpu in range(ranks)), None
+            return tuple(str(gpu) for gpu in range(first_gpu, first_gpu + ranks)), None
         return ("None",), str(ranks) if ranks > 1 else None
 
 

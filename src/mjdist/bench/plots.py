@@ -48,17 +48,19 @@ def throughput_plot(records: Sequence[Record], label: Callable[[Record], str], p
 def scaling_plot(records: Sequence[Record], label: Callable[[Record], str], path: Path) -> None:
     """Scaling efficiency (total / (ranks x one rank)) against the number of ranks, one line per task and device,
     and the same for as many independent runs at once (the machine's own limit) where they were measured."""
-    series: Series = defaultdict(list)
+    jobs: Series = defaultdict(list)
+    independent_runs: Series = defaultdict(list)
     for record in records:
         ranks, metrics = record["config"]["ranks"], record["metrics"]
-        name = f"{record['task']}, {label(record)}"
-        series[name].append((ranks, metrics["efficiency"]))
+        name = f"{record['task']}, {label(record)}, {record['config']['num_envs']} envs/rank"
+        jobs[name].append((ranks, metrics["efficiency"]))
         independent = metrics.get("independent_speedup", {key: 1.0 for key in ("median", "min", "max")})
-        series[f"{name}, as many independent runs"].append(
+        independent_runs[f"{name}: as many independent runs"].append(
             (ranks, {key: independent[key] / ranks for key in ("median", "min", "max")})
         )
     figure, axes = plt.subplots(figsize=FIGURE_SIZE)
-    _draw(axes, series)
+    _draw(axes, jobs)
+    _draw(axes, independent_runs, linestyle="--")
     ranks = sorted({record["config"]["ranks"] for record in records})
     axes.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="ideal")
     axes.set_xticks(ranks)
@@ -69,14 +71,14 @@ def scaling_plot(records: Sequence[Record], label: Callable[[Record], str], path
     _save(figure, axes, path)
 
 
-def _draw(axes: Any, series: Series) -> None:
+def _draw(axes: Any, series: Series, linestyle: str = "-") -> None:
     for name, points in sorted(series.items()):
         points.sort(key=lambda point: point[0])
         xs = [x for x, _ in points]
         medians = [stats["median"] for _, stats in points]
         below = [stats["median"] - stats["min"] for _, stats in points]
         above = [stats["max"] - stats["median"] for _, stats in points]
-        axes.errorbar(xs, medians, yerr=[below, above], marker="o", capsize=3, label=name)
+        axes.errorbar(xs, medians, yerr=[below, above], marker="o", capsize=3, linestyle=linestyle, label=name)
 
 
 def _save(figure: Any, axes: Any, path: Path) -> None:

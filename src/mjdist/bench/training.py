@@ -59,10 +59,12 @@ class TrainingRun:
 
 
 class TrainingRuns:
-    """The runs of one ``bench`` invocation: ``cfg.repetitions`` runs per rank count, all made on first use.
+    """The runs of one ``bench`` invocation, all made on first use: ``cfg.repetitions`` runs per rank count, and
+    as many groups of independent single-rank runs per count of them.
 
-    Repetitions are interleaved (1, 2, .., N ranks, then again), so that a machine whose speed drifts during
-    the runs (other tenants, clock changes) shifts every rank count alike instead of biasing the speed-up.
+    Repetitions are interleaved (1, 2, .., N ranks, the independent groups, then again), so that a machine whose
+    speed drifts during the runs (other tenants, clock changes) shifts every rank count alike instead of biasing
+    the speed-up.
     """
 
     def __init__(
@@ -122,20 +124,21 @@ class TrainingRuns:
 
     def _run_independent(self, count: int, repetition: int) -> list[TrainingRun]:
         """``count`` single-rank runs at once, each in its own process (spawned: no state shared with bench)."""
-        runs = [self._plan(1, f"bench-independent-{count}-{index}-{repetition}") for index in range(count)]
+        runs = [self._plan(1, f"bench-independent-{count}-{index}-{repetition}", index) for index in range(count)]
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
             futures = [pool.submit(launch, plan, train_cfg, self.spec) for plan, train_cfg in runs]
             return [self._result(plan, future.result()[0]) for (plan, _), future in zip(runs, futures, strict=True)]
 
-    def _plan(self, ranks: int, run_name: str) -> tuple[LaunchPlan, TrainConfig]:
+    def _plan(self, ranks: int, run_name: str, first_gpu: int = 0) -> tuple[LaunchPlan, TrainConfig]:
         train_cfg = TrainConfig(
             env=dataclasses.replace(self.spec.env, num_envs=self.num_envs),
             agent=dataclasses.replace(self.spec.agent, max_iterations=WARM_UP_ITERATIONS + self.cfg.train.iterations),
             log_root=self.log_root,
             run_name=run_name,
         )
-        plan = make_plan(self.spec.name, train_cfg, self.devices.selection(ranks), os.environ, datetime.datetime.now())
+        selection = self.devices.selection(ranks, first_gpu)
+        plan = make_plan(self.spec.name, train_cfg, selection, os.environ, datetime.datetime.now())
         return dataclasses.replace(plan, torch_threads=self.devices.torch_threads_per_rank), train_cfg
 
     def _result(self, plan: LaunchPlan, rank_zero: RankResult) -> TrainingRun:
