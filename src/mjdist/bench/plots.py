@@ -19,6 +19,8 @@ Series = dict[str, list[tuple[float, dict[str, Any]]]]
 """Line label -> (x, metric stats) points."""
 DPI = 120
 FIGURE_SIZE = (7.0, 4.5)
+STATISTICS = ("median", "min", "max")
+"""The per-metric statistics a line of a plot draws: the median, with the min..max range as error bars."""
 
 
 def throughput_plot(records: Sequence[Record], label: Callable[[Record], str], path: Path) -> None:
@@ -54,9 +56,9 @@ def scaling_plot(records: Sequence[Record], label: Callable[[Record], str], path
         ranks, metrics = record["config"]["ranks"], record["metrics"]
         name = f"{record['task']}, {label(record)}, {record['config']['num_envs']} envs/rank"
         jobs[name].append((ranks, metrics["efficiency"]))
-        independent = metrics.get("independent_speedup", {key: 1.0 for key in ("median", "min", "max")})
+        independent = metrics.get("independent_speedup", dict.fromkeys(STATISTICS, 1.0))  # one run is itself
         independent_runs[f"{name}: as many independent runs"].append(
-            (ranks, {key: independent[key] / ranks for key in ("median", "min", "max")})
+            (ranks, {key: independent[key] / ranks for key in STATISTICS})
         )
     figure, axes = plt.subplots(figsize=FIGURE_SIZE)
     _draw(axes, jobs)

@@ -200,12 +200,17 @@ def _headline(record: Record) -> str:
 
 
 def _value(metric: str) -> Cell:
-    """The metric's median; n/a where the record lacks the metric (e.g. one rank has no independent runs)."""
-    return lambda record: format_value(_median(record, metric)) if metric in record["metrics"] else "n/a"
+    return _median_cell(metric, format_value)
 
 
 def _percent(metric: str) -> Cell:
-    return lambda record: f"{100 * _median(record, metric):.1f}%" if metric in record["metrics"] else "n/a"
+    return _median_cell(metric, lambda median: f"{100 * median:.1f}%")
+
+
+def _median_cell(metric: str, text: Callable[[float], str]) -> Cell:
+    """The metric's median as ``text`` writes it; n/a where the record lacks the metric (one rank has no
+    independent runs)."""
+    return lambda record: text(_median(record, metric)) if metric in record["metrics"] else "n/a"
 
 
 def _config(key: str) -> Cell:
