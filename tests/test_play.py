@@ -16,7 +16,7 @@ from tensordict import TensorDict
 
 from mjdist.cli import play as play_cli
 from mjdist.cli.play import main
-from mjdist.evaluation import PlaySummary, rollout
+from mjdist.play.evaluation import PlaySummary, rollout
 
 PLAY = Path(sys.executable).with_name("play")
 TASK = "cartpole-balance"

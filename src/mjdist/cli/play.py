@@ -17,12 +17,12 @@ from mjdist.checkpoints import CheckpointError, latest_checkpoint, latest_run, r
 from mjdist.cli.usage import UsageError, fail_usage, parse_task_command
 from mjdist.envs.config import EnvConfig
 from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
-from mjdist.play_config import PlayConfig
+from mjdist.play.config import PlayConfig
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec
 
 if TYPE_CHECKING:
-    from mjdist.evaluation import PlaySummary
+    from mjdist.play.evaluation import PlaySummary
 
 log = logging.getLogger("mjdist.play")
 
@@ -172,9 +172,9 @@ def _play(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
     import torch
     import warp as wp
 
-    from mjdist.actors import baseline, load_policy
     from mjdist.envs.vec_env import RslRlVecEnv
-    from mjdist.evaluation import PlaySummary, rollout
+    from mjdist.play.actors import baseline, load_policy
+    from mjdist.play.evaluation import PlaySummary, rollout
 
     wp.config.log_level = wp.LOG_WARNING
     if plan.device.startswith("cuda"):
@@ -187,7 +187,7 @@ def _play(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
             actor = load_policy(vec_env, plan.checkpoint.path, plan.checkpoint.train_cfg, spec.name, plan.device)
             log.info("Loaded checkpoint %s (iteration %d)", plan.checkpoint.path, plan.checkpoint.iteration)
         if plan.video is not None:
-            from mjdist.video import VideoSpec, record_video
+            from mjdist.play.video import VideoSpec, record_video
 
             video = VideoSpec(plan.video, cfg.video_length, cfg.video_width, cfg.video_height, spec.video_camera)
             record_video(vec_env, actor, video)
