@@ -17,9 +17,10 @@ from pathlib import Path
 from faulty_task import FAULTY
 
 from mjdist.config import TrainConfig
+from mjdist.errors import RankFailedError
 from mjdist.launch.devices import resolve_devices
-from mjdist.launch.launcher import RankFailedError, launch
 from mjdist.launch.plan import make_plan
+from mjdist.training import train_on_ranks
 
 
 def main() -> int:
@@ -33,10 +34,13 @@ def main() -> int:
     selection = resolve_devices(["None"], workers, None, 0, os.cpu_count() or 1)
     plan = make_plan(FAULTY.name, cfg, selection, os.environ, datetime.datetime.now())
     try:
-        results = launch(plan, cfg, FAULTY)
+        results = train_on_ranks(plan, cfg, FAULTY)
+    except KeyboardInterrupt as interrupt:
+        logging.error("Interrupted: %s", interrupt)
+        return 130
     except RankFailedError as failure:
         logging.error("Training failed: %s", failure)
-        return 130 if failure.interrupted else 1
+        return 1
     print(json.dumps([dataclasses.asdict(result) for result in results]))
     return 0
 

@@ -6,7 +6,9 @@ import hashlib
 import logging
 import os
 import random
+import statistics
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +75,8 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
         parameter_digest=network_digest(runner.alg.actor, runner.alg.critic),
         observation_digest=_digest(dict(runner.env.get_observations().items())),
         iterations=tuple(runner.iteration_timings),
+        mean_reward=_mean(runner.logger.rewbuffer),
+        mean_episode_length=_mean(runner.logger.lenbuffer),
     )
 
 
@@ -110,6 +114,11 @@ def network_digest(actor: torch.nn.Module, critic: torch.nn.Module) -> str:
     tensors = {f"{name}.{key}": value for name, module in (("actor", actor), ("critic", critic))
                for key, value in module.state_dict().items()}  # fmt: skip
     return _digest(tensors)
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = [float(value) for value in values]
+    return statistics.fmean(values) if values else None
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
