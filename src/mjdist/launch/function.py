@@ -79,6 +79,7 @@ def _function_rank(plan: LaunchPlan, fn: Callable[..., T], args: tuple[Any, ...]
 
     ctx = RankContext.from_environment(plan)
     pin_rank_to_device(plan, ctx)
+    wp.config.log_level = wp.LOG_WARNING
     with _process_group(ctx.device), wp.ScopedDevice(ctx.device):
         return fn(*args, **kwargs)
 
