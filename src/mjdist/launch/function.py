@@ -75,7 +75,7 @@ def _function_rank(plan: LaunchPlan, fn: Callable[..., T], args: tuple[Any, ...]
     import warp as wp
 
     from mjdist.launch.context import RankContext
-    from mjdist.launch.rank import pin_rank_to_device
+    from mjdist.launch.rank_setup import pin_rank_to_device
 
     ctx = RankContext.from_environment(plan)
     pin_rank_to_device(plan, ctx)
