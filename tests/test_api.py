@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -180,6 +182,28 @@ def test_a_failing_rank_surfaces_fast_by_rank_and_leaves_no_process(helpers_on_t
         mjdist.launch(fail_on, 1, str(stamp), gpu_ids=None, cpu_workers=2)
     assert time.time() - float(stamp.read_text()) < DEADLINE_S
     assert info.value.rank == 1 and str(info.value) == "rank 1: ValueError: no luck on rank 1"
+    time.sleep(0.5)
+    survivors = [c for c in me.children(recursive=True) if c.pid not in before and c.status() != psutil.STATUS_ZOMBIE]
+    assert survivors == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_rank_and_raises_keyboard_interrupt(helpers_on_the_ranks: None, tmp_path: Path) -> None:
+    from rank_functions import nap
+
+    me = psutil.Process()
+    before = {child.pid for child in me.children(recursive=True)}
+
+    def interrupt_once_both_ranks_nap() -> None:
+        while len(list(tmp_path.iterdir())) < 2:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C in the terminal would, to the launching process
+
+    timer = threading.Thread(target=interrupt_once_both_ranks_nap, daemon=True)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt, match="every rank stopped on request"):
+        mjdist.launch(nap, str(tmp_path), gpu_ids=None, cpu_workers=2)
+    timer.join(timeout=1)
     time.sleep(0.5)
     survivors = [c for c in me.children(recursive=True) if c.pid not in before and c.status() != psutil.STATUS_ZOMBIE]
     assert survivors == []

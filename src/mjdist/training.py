@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mjdist.train")
 
+INTERRUPTED_AFTER_ITERATION = "every rank stopped after its current iteration, which rank 0 saved"
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -168,7 +170,7 @@ def train_on_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[R
     """Train on every rank of a plan already made and checked; the ranks' results in rank order."""
     from mjdist.launch.launcher import run_ranks
 
-    return run_ranks(plan, _train_rank, plan, cfg, spec)
+    return run_ranks(plan, _train_rank, plan, cfg, spec, stopped=INTERRUPTED_AFTER_ITERATION)
 
 
 def _train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult:

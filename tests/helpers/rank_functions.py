@@ -34,3 +34,12 @@ def fail_on(failing_rank: int, stamp: str) -> int:
         raise ValueError(f"no luck on rank {failing_rank}")
     time.sleep(120)
     return dist.get_rank()
+
+
+def nap(stamp_dir: str) -> int:
+    """Write ``<stamp_dir>/<rank>`` once running, then sleep for two minutes (to be interrupted)."""
+    import torch.distributed as dist
+
+    (Path(stamp_dir) / str(dist.get_rank())).write_text(str(os.getpid()))
+    time.sleep(120)
+    return dist.get_rank()

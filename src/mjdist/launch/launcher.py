@@ -36,25 +36,27 @@ ENV_VARS_FOR_RANKS = (
 )
 """Variables the ranks need, copied explicitly so they also reach ranks on other hosts."""
 CLEANUP_GRACE_S = 3.0
-INTERRUPTED_AFTER_ITERATION = "every rank stopped after its current iteration, which rank 0 saved"
+STOPPED_ON_REQUEST = "every rank stopped on request"
 PR_SET_CHILD_SUBREAPER = 36
 
 T = TypeVar("T")
 
 
-def run_ranks(plan: LaunchPlan, rank_fn: Callable[..., T], *args: object) -> list[T]:
+def run_ranks(plan: LaunchPlan, rank_fn: Callable[..., T], *args: object, stopped: str = STOPPED_ON_REQUEST) -> list[T]:
     """Call ``rank_fn(*args)`` on every rank of the plan and return the values in rank order.
 
     ``rank_fn`` reads its rank from the environment (see RankContext). A failure raises RankFailedError naming
-    the first rank that failed; Ctrl-C or SIGTERM raises KeyboardInterrupt. No process of the job survives either.
+    the first rank that failed. Ctrl-C or SIGTERM asks the ranks to stop (SIGUSR1, a KeyboardInterrupt there),
+    and raises KeyboardInterrupt(``stopped``) once they have; a second one stops them at once. No process of
+    the job survives either.
     """
     if plan.world_size == 1:
         with _signals_as_interrupt():
             return [rank_fn(*args)]
-    return _launch_ranks(plan, rank_fn, args)
+    return _launch_ranks(plan, rank_fn, args, stopped)
 
 
-def _launch_ranks(plan: LaunchPlan, rank_fn: Callable[..., T], args: tuple[object, ...]) -> list[T]:
+def _launch_ranks(plan: LaunchPlan, rank_fn: Callable[..., T], args: tuple[object, ...], stopped: str) -> list[T]:
     with tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file:
         launcher = torchrunx.Launcher(
             hostnames=["localhost"],
@@ -75,7 +77,7 @@ def _launch_ranks(plan: LaunchPlan, rank_fn: Callable[..., T], args: tuple[objec
             raise KeyboardInterrupt("every rank was stopped at once") from interrupt
         except Exception as error:
             if stop.requested:
-                raise KeyboardInterrupt(INTERRUPTED_AFTER_ITERATION) from error
+                raise KeyboardInterrupt(stopped) from error
             rank, message = failure_summary(Path(failure_file.name).read_text().splitlines(), plan.world_size, error)
             raise RankFailedError(message, rank) from error
     return [result.rank(rank) for rank in range(plan.world_size)]
@@ -121,7 +123,10 @@ class _RankStopper:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("Stopping every rank after its current iteration (rank 0 saves it); interrupt again to stop now")
+        log.warning(
+            "Asking every rank to stop (training ranks finish their iteration, which rank 0 saves); interrupt again "
+            "to stop at once"
+        )
         for process in psutil.Process(os.getpid()).children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 if any("spawn_main" in part for part in process.cmdline()):
