@@ -8,9 +8,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mjdist.launch.plan import LaunchPlan
+
+if TYPE_CHECKING:
+    from mjdist.launch.selection import GpuIds
 
 T = TypeVar("T")
 
@@ -18,7 +21,7 @@ T = TypeVar("T")
 def launch(
     fn: Callable[..., T],
     *args: Any,
-    gpu_ids: Any = (),
+    gpu_ids: GpuIds = (),
     cpu_workers: int | str | None = None,
     seed: int = 0,
     torchrunx_log_dir: str | None = None,
