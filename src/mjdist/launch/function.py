@@ -63,13 +63,14 @@ def launch(
             ranks were stopped at once and no process of the launch survives.
         KeyboardInterrupt: Ctrl-C or SIGTERM; every rank was stopped.
     """
-    from mjdist.launch.launcher import run_ranks
     from mjdist.launch.plan import make_function_plan
     from mjdist.launch.selection import cpu_worker_flag, gpu_id_flags, select_devices
 
     selection = select_devices(gpu_id_flags(gpu_ids), cpu_worker_flag(cpu_workers))
     name = getattr(fn, "__qualname__", type(fn).__name__)
     plan = make_function_plan(name, selection, os.environ, seed, torchrunx_log_dir)
+    from mjdist.launch.launcher import run_ranks  # torch and torchrunx: only once the input was checked
+
     return run_ranks(plan, _function_rank, plan, fn, args, kwargs)
 
 
