@@ -15,7 +15,7 @@ from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 from torch.utils.tensorboard import SummaryWriter
 
-from mjdist.checkpoints import CheckpointError
+from mjdist.checkpoints import CheckpointError, load_weights_only
 from mjdist.launch.context import IterationTiming
 from mjdist.rl.interrupt import StopRequest, TrainingInterrupted
 from mjdist.rl.normalization import gather_normalizer_statistics
@@ -102,6 +102,15 @@ class DistributedRunner(OnPolicyRunner):
             raise CheckpointError(
                 f"checkpoint {path} does not fit this task's networks: {' '.join(lines[:2])}"
             ) from error
+
+    def load(
+        self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None
+    ) -> dict:
+        """rsl_rl's load from a weights-only read (rsl_rl's own unpickles anything): a checkpoint runs no code."""
+        checkpoint = load_weights_only(Path(path), map_location)
+        if self.alg.load(checkpoint, load_cfg, strict):
+            self.current_learning_iteration = checkpoint["iter"]
+        return checkpoint["infos"]
 
     def save(self, path: str, infos: dict | None = None) -> None:
         """rsl_rl's checkpoint, which also records the task and the train_cfg that built its networks."""
