@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -18,6 +16,7 @@ from mjdist.cli.usage import UsageError, fail_usage, parse_task_command
 from mjdist.envs.config import EnvConfig
 from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
 from mjdist.play_config import PlayConfig
+from mjdist.rendering import RenderingUnavailable, choose_gl_backend
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec
 
@@ -61,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         plan = _plan(spec, cfg)
     except (ValueError, DeviceSelectionError, CheckpointError) as error:
         return fail_usage(PROG, str(error))
-    if plan.video is not None:
-        _choose_renderer(plan.device)
+    try:
+        if plan.video is not None:
+            choose_gl_backend(plan.device)
+    except RenderingUnavailable as error:
+        return fail_usage(PROG, str(error))
     try:
         summary = _play(spec, cfg, plan)
     except CheckpointError as error:
@@ -96,17 +98,6 @@ def _plan(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
     policy = PolicyCheckpoint(path.absolute(), checkpoint["iter"], train_cfg)
     video = _video_path(cfg, policy.path.parent / "videos" / "play" / f"{path.stem}.mp4")
     return PlayPlan(env, num_episodes, num_steps, device, policy, video)
-
-
-def _choose_renderer(device: str) -> None:
-    """Headless rendering: EGL on a GPU, OSMesa on the CPU, unless MUJOCO_GL says otherwise (read on mujoco import).
-
-    Mesa's OSMesa and triton (imported by torch._dynamo, which tensordict imports) each carry their own LLVM, and
-    triton's library crashes while loading if Mesa's came first; so triton, when installed, is loaded first.
-    """
-    os.environ.setdefault("MUJOCO_GL", "egl" if device.startswith("cuda") else "osmesa")
-    if os.environ["MUJOCO_GL"] == "osmesa" and importlib.util.find_spec("triton") is not None:
-        importlib.import_module("triton")
 
 
 def _check_video_flags(cfg: PlayConfig) -> None:
