@@ -58,8 +58,10 @@ def resolve_checkpoint(path: Path) -> Path:
     return path
 
 
-REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+) (?:was not an allowed global|whose module)")
-"""How torch's weights-only unpickler names the import it refused."""
+REFUSED_OBJECT = re.compile(
+    r"GLOBAL (\S+) (?:was not an allowed global|whose module)|unrecognized function (\S+)|got <class '([^']+)'>"
+)
+"""How torch's weights-only unpickler names the import, call or class it refused."""
 
 
 def load_weights_only(path: Path, map_location: str | None = "cpu") -> Any:
@@ -71,22 +73,21 @@ def load_weights_only(path: Path, map_location: str | None = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        refused = REFUSED_OBJECT.search(str(error))
+        if refused is None:  # not a refusal: a damaged or foreign file
+            raise CheckpointError(f"cannot read checkpoint {path}: {_last_line(error)}") from error
         raise CheckpointError(
             f"checkpoint {path} holds objects that a safe (weights-only) load refuses, the first being "
-            f"{_first_refused(error)}; mjdist never runs code from a checkpoint"
+            f"{next(name for name in refused.groups() if name)}; mjdist never runs code from a checkpoint"
         ) from error
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from error
 
 
-def _first_refused(error: Exception) -> str:
-    """The import the weights-only unpickler stopped at, or its own last line when it refused something else."""
-    message = str(error)
-    match = REFUSED_GLOBAL.search(message)
-    if match is not None:
-        return match.group(1)
-    lines = [line.strip() for line in message.splitlines() if line.strip() and "weights_only" not in line]
+def _last_line(error: Exception) -> str:
+    """The unpickler's own words, without torch's advice about weights_only around them."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and "weights_only" not in line]
     return lines[-1] if lines else type(error).__name__
 
 
