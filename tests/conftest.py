@@ -32,3 +32,17 @@ def run_train(*args: str, timeout: float = 600, **env: str) -> subprocess.Comple
 def log_root(tmp_path: Path) -> Path:
     """An empty directory for runs (not created until a run writes it)."""
     return tmp_path / "runs"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked ``gpu`` when no CUDA GPU is visible."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none is visible)")
+    for item in gpu_tests:
+        item.add_marker(skip)

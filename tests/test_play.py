@@ -183,7 +183,7 @@ def test_truncated_foreign_and_misfitting_checkpoints_are_refused(
     truncated.write_bytes(data[: len(data) // 2])
     _assert_usage_error([TASK, "--checkpoint", str(truncated), *QUICK], f"cannot read checkpoint {truncated}: ", capsys)
 
-    checkpoint = torch.load(original, weights_only=False)
+    checkpoint = torch.load(original, weights_only=True)
     checkpoint["infos"]["task"] = "cartpole-swingup"
     torch.save(checkpoint, tmp_path / "model_5.pt")
     _assert_usage_error(

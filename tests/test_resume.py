@@ -48,7 +48,7 @@ def resumed_runner(checkpoint: Path) -> DistributedRunner:
 
 def test_resumed_state_equals_the_checkpoint(first_run: Path) -> None:
     checkpoint_path = first_run / f"model_{FIRST - 1}.pt"
-    checkpoint = torch.load(checkpoint_path, weights_only=False)
+    checkpoint = torch.load(checkpoint_path, weights_only=True)
     runner = resumed_runner(checkpoint_path)
     for name, saved in checkpoint["actor_state_dict"].items():  # weights and the observation normalizer
         torch.testing.assert_close(runner.alg.get_policy().state_dict()[name], saved, rtol=0, atol=0)
@@ -82,7 +82,7 @@ def test_bad_checkpoints_are_refused_before_anything_is_written(
     truncated.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
     foreign = tmp_path / "foreign" / "model_3.pt"
     foreign.parent.mkdir()
-    data = torch.load(checkpoint, weights_only=False)
+    data = torch.load(checkpoint, weights_only=True)
     data["infos"]["task"] = "cartpole-swingup"
     torch.save(data, foreign)
     (tmp_path / "empty-run").mkdir()

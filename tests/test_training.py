@@ -43,7 +43,7 @@ def test_cartpole_balance_learns_and_writes_the_run(log_root: Path) -> None:
     assert yaml.safe_load((run_dir / "params" / "agent.yaml").read_text())["max_iterations"] == ITERATIONS
     checkpoints = sorted(int(p.stem.split("_")[1]) for p in run_dir.glob("model_*.pt"))
     assert checkpoints == [0, 25, ITERATIONS - 1]  # every save_interval, plus the final one
-    assert "actor_state_dict" in torch.load(run_dir / f"model_{ITERATIONS - 1}.pt", weights_only=False)
+    assert "actor_state_dict" in torch.load(run_dir / f"model_{ITERATIONS - 1}.pt", weights_only=True)
 
     events = EventAccumulator(str(run_dir))
     events.Reload()

@@ -2,6 +2,10 @@
 
 Every problem with a checkpoint is a :class:`CheckpointError` whose message is one line naming the file and
 what is wrong, so that `train --resume` and `play` can refuse it with exit code 2 and write nothing.
+
+Checkpoints are read weights-only (:func:`load_weights_only`): tensors, numbers, strings and plain containers,
+which is all that mjdist and rsl_rl save. A file whose pickle would import or call anything else is refused
+before any of it runs, so a checkpoint from a download, a dataset or a colleague's run cannot execute code.
 """
 
 from __future__ import annotations
@@ -56,15 +60,42 @@ def resolve_checkpoint(path: Path) -> Path:
     return path
 
 
-def read_checkpoint(path: Path, task: str) -> dict[str, Any]:
-    """Load a checkpoint on the CPU and check that it is a complete rsl_rl checkpoint of ``task``."""
+REFUSED_OBJECT = re.compile(
+    r"GLOBAL (\S+) (?:was not an allowed global|whose module)|unrecognized function (\S+)|got <class '([^']+)'>"
+)
+"""How torch's weights-only unpickler names the import, call or class it refused."""
+
+
+def load_weights_only(path: Path, map_location: str | None = "cpu") -> Any:
+    """``torch.load`` that never imports or calls anything the file names; a CheckpointError if it would have to."""
+    import pickle
+
     import torch
 
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = REFUSED_OBJECT.search(str(error))
+        if refused is None:  # not a refusal: a damaged or foreign file
+            raise CheckpointError(f"cannot read checkpoint {path}: {_last_line(error)}") from error
+        raise CheckpointError(
+            f"checkpoint {path} holds objects that a safe (weights-only) load refuses, the first being "
+            f"{next(name for name in refused.groups() if name)}; mjdist never runs code from a checkpoint"
+        ) from error
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from error
+
+
+def _last_line(error: Exception) -> str:
+    """The unpickler's own words, without torch's advice about weights_only around them."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and "weights_only" not in line]
+    return lines[-1] if lines else type(error).__name__
+
+
+def read_checkpoint(path: Path, task: str) -> dict[str, Any]:
+    """Load a checkpoint on the CPU (weights-only) and check that it is a complete rsl_rl checkpoint of ``task``."""
+    checkpoint = load_weights_only(path)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path} is not an rsl_rl checkpoint (it holds a {type(checkpoint).__name__})")
     missing = {"actor_state_dict", "critic_state_dict", "optimizer_state_dict", "iter"} - set(checkpoint)

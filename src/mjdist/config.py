@@ -37,5 +37,9 @@ class TrainConfig:
     """Continue training from a checkpoint (model_<it>.pt) or a run directory (its latest checkpoint):
     networks, optimizer, normalizers, learning rate and the iteration count carry on, in a new run
     directory. --agent.max-iterations then counts ADDITIONAL iterations."""
+    kernel_compile_wait_s: float = 3600.0
+    """Seconds the other ranks of a machine wait while its first rank compiles the environment's Warp kernels
+    on a cold kernel cache (minutes on a GPU), before they stop with an error. The wait is on the rendezvous
+    store, outside any collective, so torchrunx's 600 s worker timeout does not apply to it."""
     dry_run: bool = False
     """Print the launch plan as one JSON object and exit, starting and writing nothing."""

@@ -61,7 +61,7 @@ class CartpoleEnv(MjWarpEnv):
         noise = torch.tensor(noises, device=self.device)
         self.initial_low, self.initial_high = centre - noise, centre + noise
 
-    def initial_state(self, env_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Cart near the centre, pole near initial_angle, small random velocities (uniform, one draw for all four)."""
-        state = self.uniform(self.initial_low, self.initial_high, len(env_ids), 4)
+        state = self.uniform(self.initial_low, self.initial_high, self.num_envs, 4)
         return state[:, :2], state[:, 2:]

@@ -71,7 +71,9 @@ class QuadrupedEnv(MjWarpEnv):
         self.joint_limits = torch.tensor(model.jnt_range[1:], dtype=torch.float32, device=self.device)
         self.trunk_id = model.body("trunk").id
         self.nominal_trunk_mass = float(model.body_mass[self.trunk_id])
-        self.foot_contact_adr = [int(model.sensor_adr[model.sensor(f"{foot}_foot_contact").id]) for foot in FEET]
+        self.foot_contact_columns = _consecutive_columns(
+            [int(model.sensor_adr[model.sensor(f"{foot}_foot_contact").id]) for foot in FEET], "foot contact sensors"
+        )
         self.trunk_contact_adr = int(model.sensor_adr[model.sensor("trunk_contact").id])
         data = self.wp_data
         noise = self.cfg.noise
@@ -96,8 +98,7 @@ class QuadrupedEnv(MjWarpEnv):
     def after_physics_step(self) -> None:
         """Base velocities in the base frame, foot contacts and air times, command timers."""
         self._update_base_state()
-        self.base_state_stale = False
-        contact = self.sensordata[:, self.foot_contact_adr] > 0
+        contact = self.sensordata[:, self.foot_contact_columns] > 0
         touch_down = contact & (self.feet_air_time > 0)
         self.feet_air_time += self.step_dt
         moving = self.commands[:, :2].norm(dim=-1) > MOVING_COMMAND
@@ -129,9 +130,7 @@ class QuadrupedEnv(MjWarpEnv):
 
     def observations(self) -> dict[str, torch.Tensor]:
         """Noisy policy observations; clean ones plus privileged physics for the critic."""
-        if self.base_state_stale:  # worlds were reset since the physics step
-            self._update_base_state()
-            self.base_state_stale = False
+        self._update_base_state()  # worlds may have been reset since the physics step
         joint_pos = self.qpos[:, 7:] - self.default_joint_pos
         joint_vel = self.qvel[:, 6:]
         clean = (
@@ -186,9 +185,9 @@ class QuadrupedEnv(MjWarpEnv):
         }
         return {name: terms[name]() for name in self.reward_weights}
 
-    def initial_state(self, env_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Standing pose with random joint offsets and heading, slightly above the floor, random base velocity."""
-        n, rand = len(env_ids), self.cfg.randomization
+        n, rand = self.num_envs, self.cfg.randomization
         qpos = self.default_qpos.repeat(n, 1)
         qpos[:, 2] += SPAWN_CLEARANCE
         yaw = self.uniform(-math.pi, math.pi, n)
@@ -200,17 +199,25 @@ class QuadrupedEnv(MjWarpEnv):
         qvel[:, :6] = self.uniform(-rand.base_velocity, rand.base_velocity, n, 6)
         return qpos, qvel
 
-    def reset_task_state(self, env_ids: torch.Tensor) -> None:
-        """New friction, trunk mass and command; clear air times and contacts. The base state is recomputed for the
-        observations of the new episodes."""
-        self.base_state_stale = True
-        n, rand = len(env_ids), self.cfg.randomization
-        self.friction[env_ids] = self.uniform(*rand.friction, n)
-        self.geom_friction[env_ids, :, 0] = self.friction[env_ids].unsqueeze(-1)
-        self.trunk_mass_offset[env_ids] = self.uniform(*rand.trunk_mass_offset, n)
-        self.body_mass[env_ids, self.trunk_id] = self.nominal_trunk_mass + self.trunk_mass_offset[env_ids]
+    def reset_task_state(self, starting: torch.Tensor) -> None:
+        """New friction, trunk mass and command where episodes start; clear their air times and contacts. Every
+        world's model values are rewritten from ``friction``/``trunk_mass_offset``, unchanged where none starts."""
+        n, rand, rows = self.num_envs, self.cfg.randomization, starting.unsqueeze(-1)
+        torch.where(starting, self.uniform(*rand.friction, n), self.friction, out=self.friction)
+        self.geom_friction[:, :, 0] = self.friction.unsqueeze(-1)
+        torch.where(starting, self.uniform(*rand.trunk_mass_offset, n), self.trunk_mass_offset,
+                    out=self.trunk_mass_offset)  # fmt: skip
+        torch.add(self.trunk_mass_offset, self.nominal_trunk_mass, out=self.body_mass[:, self.trunk_id])
         commands, timers = self._sample_commands(n)
-        self.commands[env_ids] = commands
-        self.command_timer[env_ids] = timers
-        self.feet_air_time[env_ids] = 0.0
-        self.foot_contact[env_ids] = False
+        torch.where(rows, commands, self.commands, out=self.commands)
+        torch.where(starting, timers, self.command_timer, out=self.command_timer)
+        self.feet_air_time.masked_fill_(rows, 0.0)
+        self.foot_contact.masked_fill_(rows, False)
+
+
+def _consecutive_columns(addresses: list[int], what: str) -> slice:
+    """A slice over sensor addresses that follow each other (a view: indexing by a list copies it to the device
+    every step, and waits for that)."""
+    if addresses != list(range(addresses[0], addresses[0] + len(addresses))):
+        raise ValueError(f"the model's {what} must be declared one after the other (sensor addresses {addresses})")
+    return slice(addresses[0], addresses[0] + len(addresses))

@@ -29,6 +29,8 @@ from mjdist.envs.core import MjWarpEnv
 from mjdist.envs.vec_env import RslRlVecEnv
 from mjdist.tasks import TaskSpec
 
+EVENT_POOL = 64
+"""CUDA event pairs the physics clock reuses; when all are recorded, it reads them (one sync) and starts over."""
 ACTION_POOL = 64
 """Distinct random action batches drawn before timing; step i uses batch i mod ACTION_POOL."""
 SEED = 0
@@ -59,17 +61,21 @@ class PhysicsClock:
     def __init__(self, env: MjWarpEnv) -> None:
         self._simulate = env.simulate
         self._cuda = env.device.type == "cuda"
-        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._pool = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                      for _ in range(EVENT_POOL if self._cuda else 0)]  # fmt: skip
+        self._recorded = 0
         self._seconds = 0.0
         env.simulate = self._timed_simulate  # type: ignore[method-assign]  # the instance's step() calls this
 
     def _timed_simulate(self) -> None:
         if self._cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            if self._recorded == len(self._pool):
+                self._read_events()
+            start, end = self._pool[self._recorded]
             start.record()
             self._simulate()
             end.record()
-            self._events.append((start, end))
+            self._recorded += 1
             return
         start_s = time.perf_counter()
         self._simulate()
@@ -77,12 +83,15 @@ class PhysicsClock:
 
     def take(self) -> float:
         """Seconds of physics since the last take, once the device has finished it."""
-        if self._events:
-            torch.cuda.synchronize()
-            self._seconds += sum(start.elapsed_time(end) for start, end in self._events) / 1000
-            self._events.clear()
+        self._read_events()
         seconds, self._seconds = self._seconds, 0.0
         return seconds
+
+    def _read_events(self) -> None:
+        if self._recorded:
+            self._pool[self._recorded - 1][1].synchronize()
+            self._seconds += sum(start.elapsed_time(end) for start, end in self._pool[: self._recorded]) / 1000
+            self._recorded = 0
 
 
 def _step_rates(env: MjWarpEnv, step: Callable[[torch.Tensor], object], cfg: BenchConfig) -> tuple[list, list]:

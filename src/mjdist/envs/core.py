@@ -3,6 +3,8 @@
 A task subclasses :class:`MjWarpEnv` and supplies the model, observations, reward terms, terminations and
 initial states; the core does actions, (graph-captured) physics, episode bookkeeping, resets and logging.
 All task computations are torch operations on zero-copy views of the Warp arrays (``self.qpos`` ...).
+A step never waits for the device: resets are masks (``torch.where``), not lists of indices, so no step asks
+how many worlds are done, and episode statistics stay on the device until the logger reads them.
 After a reset, quantities that MuJoCo derives from the state (``xpos``, contacts, sensors) are stale until
 the next physics step, so observations should read ``qpos``/``qvel`` (or the task's own buffers).
 """
@@ -85,6 +87,7 @@ class MjWarpEnv(ABC):
         self.bind_views()
 
         n = self.num_envs
+        self.all_worlds = torch.ones(n, dtype=torch.bool, device=self.device)
         self.episode_length_buf = torch.zeros(n, dtype=torch.long, device=self.device)
         self.actions = torch.zeros(n, self.num_actions, device=self.device)
         self.prev_actions = torch.zeros_like(self.actions)
@@ -112,8 +115,9 @@ class MjWarpEnv(ABC):
         """Boolean ``[num_envs]`` per termination reason (time-outs are the core's business)."""
 
     @abstractmethod
-    def initial_state(self, env_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(qpos, qvel)`` for the worlds ``env_ids`` at the start of an episode."""
+    def initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(qpos [num_envs, nq], qvel [num_envs, nv])``: a fresh start of an episode for every world, of which the
+        core keeps the rows of the worlds that start one (drawing for all keeps the step free of host syncs)."""
 
     def apply_actions(self, actions: torch.Tensor) -> None:
         """Write clipped policy actions to the actuators; the default drives ``ctrl`` directly."""
@@ -130,8 +134,9 @@ class MjWarpEnv(ABC):
     def after_physics_step(self) -> None:  # noqa: B027 - optional hook
         """Update task state (commands, contact timers, ...) after physics, before rewards and resets."""
 
-    def reset_task_state(self, env_ids: torch.Tensor) -> None:  # noqa: B027 - optional hook
-        """Reset the task's own per-env buffers for ``env_ids``."""
+    def reset_task_state(self, starting: torch.Tensor) -> None:  # noqa: B027 - optional hook
+        """Reset the task's own per-env buffers where the boolean mask ``starting [num_envs]`` is set (with
+        ``torch.where``/``masked_fill_``: indexing by a mask or ``nonzero()`` would wait for the device)."""
 
     # ---- the core ---------------------------------------------------------------------------------------
 
@@ -156,39 +161,39 @@ class MjWarpEnv(ABC):
         time_outs = (self.episode_length_buf >= self.max_episode_length) & ~terminated  # a failure is never cut short
         reward = self._reward()
 
-        extras: dict = {"time_outs": time_outs, "log": {}}
-        done_ids = (terminated | time_outs).nonzero().squeeze(-1)
-        if done_ids.numel() > 0:
-            extras["log"] = self._episode_log(done_ids, reasons, time_outs)
-            self._start_episodes(done_ids)
+        done = terminated | time_outs
+        extras: dict = {"time_outs": time_outs, "log": self._episode_log(done, reasons, time_outs)}
+        self._start_episodes(done)
         self.obs = self.observations()
         return self.obs, reward, terminated, time_outs, extras
 
-    def reset(self, env_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Start new episodes in the worlds ``env_ids`` (all worlds if None); returns the new observations."""
-        self._start_episodes(torch.arange(self.num_envs, device=self.device) if env_ids is None else env_ids)
+    def reset(self) -> dict[str, torch.Tensor]:
+        """Start new episodes in every world; returns the new observations."""
+        self._start_episodes(self.all_worlds)
         self.obs = self.observations()
         return self.obs
 
-    def _start_episodes(self, env_ids: torch.Tensor) -> None:
-        qpos, qvel = self.initial_state(env_ids)
-        self.qpos[env_ids] = qpos
-        self.qvel[env_ids] = qvel
-        self.ctrl[env_ids] = 0.0
+    def _start_episodes(self, starting: torch.Tensor) -> None:
+        """New episodes where the boolean mask ``starting`` is set; the other worlds keep every value."""
+        qpos, qvel = self.initial_state()
+        rows = starting.unsqueeze(-1)
+        torch.where(rows, qpos, self.qpos, out=self.qpos)
+        torch.where(rows, qvel, self.qvel, out=self.qvel)
+        self.ctrl.masked_fill_(rows, 0.0)
         for state in self._state_to_clear:
-            state[env_ids] = 0.0
-        self.episode_length_buf[env_ids] = 0
-        self.actions[env_ids] = 0.0
-        self.prev_actions[env_ids] = 0.0
-        self.episode_sums[env_ids] = 0.0
-        self.reset_task_state(env_ids)
+            state.masked_fill_(rows if state.dim() > 1 else starting, 0.0)
+        self.episode_length_buf.masked_fill_(starting, 0)
+        self.actions.masked_fill_(rows, 0.0)
+        self.prev_actions.masked_fill_(rows, 0.0)
+        self.episode_sums.masked_fill_(rows, 0.0)
+        self.reset_task_state(starting)
 
     def simulate(self) -> None:
         """Run ``decimation`` physics steps in every world (graph replay when captured)."""
-        if self._graph is not None:  # a graph belongs to its device; the stream keeps it ordered with torch
-            wp.capture_launch(self._graph, stream=self._stream)
-            return
-        with self._warp_scope():
+        with self._warp_scope():  # the env's CUDA context (whatever device is current) and torch's stream
+            if self._graph is not None:
+                wp.capture_launch(self._graph, stream=self._stream)
+                return
             for _ in range(self.cfg.decimation):
                 mjw.step(self.wp_model, self.wp_data)
 
@@ -207,7 +212,13 @@ class MjWarpEnv(ABC):
             stack.enter_context(wp.ScopedStream(self._stream))
         return stack
 
-    def _capture_physics(self) -> wp.Graph:
+    def _capture_physics(self) -> wp.Graph | None:
+        """The physics step as a Warp graph; None (with a warning) on a GPU without Warp's memory pool, where a
+        capture would fail at its first allocation (some vGPU and MIG set-ups)."""
+        if self._wp_device.is_cuda and not wp.is_mempool_enabled(self._wp_device):
+            log.warning("%s has no CUDA memory pool for Warp: stepping physics without graph capture (slower)",
+                        self._wp_device)  # fmt: skip
+            return None
         if self._wp_device.is_cuda:
             torch.cuda.synchronize(self.device)
         with wp.ScopedDevice(self._wp_device), wp.ScopedCapture() as capture:
@@ -224,11 +235,13 @@ class MjWarpEnv(ABC):
         return weighted.sum(dim=-1)
 
     def _episode_log(
-        self, done_ids: torch.Tensor, reasons: dict[str, torch.Tensor], time_outs: torch.Tensor
+        self, done: torch.Tensor, reasons: dict[str, torch.Tensor], time_outs: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """Per-episode means of the finished episodes, under names rsl_rl logs as they are (one mean for all)."""
+        """Per-episode means of the episodes that ended this step, under names rsl_rl logs as they are; NaN when
+        none ended (the step cannot know without waiting for the device), which the logger's mean skips."""
         flags = torch.stack((*reasons.values(), time_outs), dim=-1)
-        means = torch.cat((self.episode_sums, flags), dim=-1)[done_ids].mean(dim=0)
+        ended = torch.where(done.unsqueeze(-1), torch.cat((self.episode_sums, flags), dim=-1), 0.0)
+        means = ended.sum(dim=0) / done.sum()
         names = [f"Episode_Reward/{name}" for name in self.reward_weights]
         names += [f"Episode_Termination/{reason}" for reason in (*reasons, "time_out")]
         return dict(zip(names, means.unbind(), strict=True))

@@ -46,8 +46,8 @@ class IterationTiming:
     learn_s: float
     """Returns and the PPO update (rsl_rl's learning time); includes sync_s."""
     sync_s: float
-    """Gradient all-reduce inside the update (0 for a single rank): the calls' host time, waiting for the
-    slowest rank included; with NCCL it misses the GPU work still queued when a call returns."""
+    """Gradient all-reduce inside the update (0 for a single rank), waiting for the slowest rank included: the
+    calls' host time on the CPU (gloo), CUDA event time on GPUs (NCCL returns before its work has run)."""
 
 
 @dataclass(frozen=True)

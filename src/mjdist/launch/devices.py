@@ -70,6 +70,8 @@ def check_gpus_exist(cuda_visible_devices: str | None, device_count: int) -> Non
     CUDA drops entries it cannot find, so torch then sees fewer devices than CUDA_VISIBLE_DEVICES names.
     """
     named = parse_visible_devices(cuda_visible_devices, device_count)
+    if any(_is_mig(entry) for entry in named):
+        named = named[:1]  # CUDA enumerates only the first MIG instance a process names
     if device_count < len(named):
         raise DeviceSelectionError(
             f"CUDA_VISIBLE_DEVICES={cuda_visible_devices!r} names {len(named)} GPU(s), but torch sees only "
@@ -108,6 +110,7 @@ def resolve_devices(
     else:
         indices = request
         _check_in_range(indices, len(visible), cuda_visible_devices, device_count)
+    _check_mig(indices, visible, flag)
     return DeviceSelection(
         kind="cuda",
         visible_indices=indices,
@@ -192,6 +195,27 @@ def _check_in_range(
                 f"GPU id {gpu_id} is out of range: {_gpus_visible(n_visible)} "
                 f"({_describe_visibility(cuda_visible_devices, device_count)}), {valid}"
             )
+
+
+def _is_mig(entry: str) -> bool:
+    return entry.startswith("MIG-")
+
+
+def _check_mig(indices: tuple[int, ...], visible: list[str], flag: str) -> None:
+    """A CUDA process sees one MIG instance at most: the first one CUDA_VISIBLE_DEVICES names."""
+    if not any(_is_mig(entry) for entry in visible):
+        return
+    if len(indices) > 1:
+        raise DeviceSelectionError(
+            f"{flag} selects {len(indices)} devices among MIG instances, but a CUDA process can use only one MIG "
+            "instance, so one job cannot train on several; start one job per MIG instance "
+            "(CUDA_VISIBLE_DEVICES=<one MIG UUID> --gpu-ids 0), or use whole GPUs"
+        )
+    if indices[0] != 0:
+        raise DeviceSelectionError(
+            f"{flag} selects {visible[indices[0]]}, but CUDA makes only the first MIG instance in "
+            "CUDA_VISIBLE_DEVICES visible; use --gpu-ids 0 with that instance first in CUDA_VISIBLE_DEVICES"
+        )
 
 
 def _gpus_visible(n: int) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import logging
 import os
+import socket
 import statistics
 import warnings
 from collections.abc import Iterable
@@ -22,6 +24,7 @@ from mjdist.launch.context import RankContext, RankResult
 from mjdist.launch.kernel_cache import built_marker, mark_built
 from mjdist.launch.plan import LaunchPlan
 from mjdist.launch.rank_setup import pin_rank_to_device
+from mjdist.launch.worker import first_line
 from mjdist.rl.runner import DistributedRunner
 from mjdist.runs import write_params
 from mjdist.tasks import TaskSpec
@@ -72,8 +75,9 @@ def build_env(spec: TaskSpec, cfg: TrainConfig, ctx: RankContext) -> MjWarpEnv:
     """The rank's environment, its Warp kernels compiled once per machine however many ranks there are.
 
     If every rank finds this environment's marker in the kernel cache, all build at once and load the cached
-    kernels. Otherwise local rank 0 builds first, compiling what is missing, and marks the cache; the other
-    ranks wait at a barrier, then load those kernels instead of compiling them again.
+    kernels. Otherwise local rank 0 of each machine builds first, compiling what is missing, marks the cache
+    and says so in the rendezvous store; the machine's other ranks wait for that word (up to
+    ``--kernel-compile-wait-s``, outside any collective and its timeout), then load those kernels.
     """
     env_class = spec.load_env_class()
     if ctx.world_size == 1:
@@ -83,11 +87,34 @@ def build_env(spec: TaskSpec, cfg: TrainConfig, ctx: RankContext) -> MjWarpEnv:
     dist.all_reduce(cached, op=dist.ReduceOp.MIN)
     if cached.item():
         return env_class(cfg.env, device=ctx.device, seed=ctx.seed)
-    env = env_class(cfg.env, device=ctx.device, seed=ctx.seed) if ctx.local_rank == 0 else None
-    if env is not None:
+    store, key = kernels_built_signal(cfg.kernel_compile_wait_s)
+    if ctx.local_rank == 0:
+        env = env_class(cfg.env, device=ctx.device, seed=ctx.seed)
         mark_built(marker)
-    dist.barrier(device_ids=[torch.cuda.current_device()] if ctx.device.startswith("cuda") else None)
-    return env if env is not None else env_class(cfg.env, device=ctx.device, seed=ctx.seed)
+        store.set(key, "1")
+        return env
+    log.info("rank %d: waiting for local rank 0 to compile the Warp kernels", ctx.rank)
+    try:
+        store.wait([key], datetime.timedelta(seconds=cfg.kernel_compile_wait_s))
+    except (dist.DistStoreError, RuntimeError) as error:  # a timeout (DistStoreError) or a lost store
+        raise TimeoutError(
+            f"local rank 0 did not finish compiling the environment's Warp kernels within "
+            f"{cfg.kernel_compile_wait_s:g} s (--kernel-compile-wait-s): {first_line(error)}"
+        ) from error
+    return env_class(cfg.env, device=ctx.device, seed=ctx.seed)
+
+
+def kernels_built_signal(wait_s: float) -> tuple[dist.Store, str]:
+    """A client of the job's rendezvous store (MASTER_ADDR:MASTER_PORT, set by torchrunx and torchrun) and this
+    machine's key in it for the current attempt (torchrun restarts count separately)."""
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        is_master=False,
+        timeout=datetime.timedelta(seconds=wait_s),
+    )
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return store, f"mjdist/kernels-built/{socket.gethostname()}/{attempt}"
 
 
 def resume(runner: DistributedRunner, checkpoint: Path, device: str) -> None:

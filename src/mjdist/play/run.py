@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import logging
 import os
 from collections.abc import Mapping
@@ -20,6 +18,7 @@ from mjdist.launch.devices import DeviceSelectionError
 from mjdist.launch.selection import GpuIds, gpu_id_flags, select_devices
 from mjdist.overrides import resolve_config
 from mjdist.play.config import PlayConfig
+from mjdist.rendering import choose_gl_backend
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec, get_task
 
@@ -102,7 +101,7 @@ def run_play(spec: TaskSpec, cfg: PlayConfig) -> PlaySummary:
     """Check the request, then build the environments and the actor, roll out and summarize."""
     plan = plan_play(spec, cfg)
     if plan.video is not None:
-        _choose_renderer(plan.device)
+        choose_gl_backend(plan.device)
     return _play(spec, cfg, plan)
 
 
@@ -153,17 +152,6 @@ def plan_play(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
     policy = PolicyCheckpoint(path.absolute(), checkpoint["iter"], train_cfg)
     video = _video_path(cfg, policy.path.parent / "videos" / "play" / f"{path.stem}.mp4")
     return PlayPlan(env, num_episodes, num_steps, device, policy, video)
-
-
-def _choose_renderer(device: str) -> None:
-    """Headless rendering: EGL on a GPU, OSMesa on the CPU, unless MUJOCO_GL says otherwise (read on mujoco import).
-
-    Mesa's OSMesa and triton (imported by torch._dynamo, which tensordict imports) each carry their own LLVM, and
-    triton's library crashes while loading if Mesa's came first; so triton, when installed, is loaded first.
-    """
-    os.environ.setdefault("MUJOCO_GL", "egl" if device.startswith("cuda") else "osmesa")
-    if os.environ["MUJOCO_GL"] == "osmesa" and importlib.util.find_spec("triton") is not None:
-        importlib.import_module("triton")
 
 
 def _check_video_flags(cfg: PlayConfig) -> None:

@@ -1,7 +1,7 @@
 """Headless mp4 of world 0 of an environment: MuJoCo's renderer on a CPU copy of the Warp state.
 
-MuJoCo picks its OpenGL backend from MUJOCO_GL when it is imported: EGL on GPU machines, OSMesa on CPU
-machines (Debian: libosmesa6). The play command sets a default before anything imports mujoco.
+MuJoCo picks its OpenGL backend from MUJOCO_GL when it is imported; :mod:`mjdist.rendering` chooses one that works
+(EGL on a GPU when it can render there, else OSMesa) before anything imports mujoco.
 """
 
 from __future__ import annotations

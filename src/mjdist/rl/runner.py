@@ -15,7 +15,7 @@ from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 from torch.utils.tensorboard import SummaryWriter
 
-from mjdist.checkpoints import CheckpointError
+from mjdist.checkpoints import CheckpointError, load_weights_only
 from mjdist.launch.context import IterationTiming
 from mjdist.rl.interrupt import StopRequest, TrainingInterrupted
 from mjdist.rl.normalization import gather_normalizer_statistics
@@ -54,6 +54,7 @@ class DistributedRunner(OnPolicyRunner):
         self.stop_request = StopRequest()
         self.iteration_timings: list[IterationTiming] = []
         self._sync_s = 0.0
+        self._sync_events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._reduce_parameters = self.alg.reduce_parameters
         self.alg.reduce_parameters = self._timed_reduce_parameters  # type: ignore[method-assign]
 
@@ -73,12 +74,24 @@ class DistributedRunner(OnPolicyRunner):
                 self.logger.writer.close()  # rsl_rl leaves TensorBoard's writer open; close it to flush the events
 
     def _timed_reduce_parameters(self) -> None:
-        """rsl_rl's gradient all-reduce (called after every mini-batch), timed."""
-        start = time.perf_counter()
+        """rsl_rl's gradient all-reduce (called after every mini-batch), timed: on a GPU with CUDA events (NCCL
+        returns before the all-reduce has run, so host time would be about 0), read once per iteration."""
+        if self.device.startswith("cuda"):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            self._reduce_parameters()
+            end.record()
+            self._sync_events.append((start, end))
+            return
+        start_s = time.perf_counter()
         self._reduce_parameters()
-        self._sync_s += time.perf_counter() - start
+        self._sync_s += time.perf_counter() - start_s
 
     def _end_iteration(self, iteration: int, collect_time: float, learn_time: float) -> None:
+        if self._sync_events:
+            self._sync_events[-1][1].synchronize()
+            self._sync_s += sum(start.elapsed_time(end) for start, end in self._sync_events) / 1000
+            self._sync_events.clear()
         self.iteration_timings.append(IterationTiming(collect_time, learn_time, self._sync_s))
         self._sync_s = 0.0
         self._stop_if_requested(iteration)
@@ -102,6 +115,15 @@ class DistributedRunner(OnPolicyRunner):
             raise CheckpointError(
                 f"checkpoint {path} does not fit this task's networks: {' '.join(lines[:2])}"
             ) from error
+
+    def load(
+        self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None
+    ) -> dict:
+        """rsl_rl's load from a weights-only read (rsl_rl's own unpickles anything): a checkpoint runs no code."""
+        checkpoint = load_weights_only(Path(path), map_location)
+        if self.alg.load(checkpoint, load_cfg, strict):
+            self.current_learning_iteration = checkpoint["iter"]
+        return checkpoint["infos"]
 
     def save(self, path: str, infos: dict | None = None) -> None:
         """rsl_rl's checkpoint, which also records the task and the train_cfg that built its networks."""

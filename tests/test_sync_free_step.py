@@ -1,0 +1,198 @@
+"""An env step never waits for the device: no host syncs in MjWarpEnv.step, the rsl_rl adapter or the logger's
+per-step bookkeeping (counted on the CPU by patching the calls that sync on a GPU; on a GPU, CUDA's sync debug
+mode turns any into an error). Mask-based resets give bitwise the same trajectories as index-based ones."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import torch
+from mjdist_tasks.cartpole import BALANCE
+
+from mjdist.envs.core import MjWarpEnv
+from mjdist.envs.vec_env import RslRlVecEnv
+from mjdist.rl.progress import ProgressLogger
+from mjdist.tasks import registered_tasks
+
+TASKS = [
+    pytest.param(name, marks=[pytest.mark.slow] if "quadruped" in name else []) for name in sorted(registered_tasks())
+]  # the quadruped compiles its kernels for ~20 s on a cold Warp cache
+N = 16
+STEPS = 12
+SYNCING_METHODS = ("item", "tolist", "nonzero", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__",
+                   "__len__", "__iter__", "any", "all")  # fmt: skip
+"""Tensor methods that read a value back to the host (or, like any/all, exist to be read back)."""
+
+
+def make_env(task: str, device: str, **overrides) -> MjWarpEnv:
+    spec = registered_tasks()[task]
+    cfg = dataclasses.replace(spec.env, num_envs=N, episode_length=5, **overrides)  # time-outs within the test
+    return spec.load_env_class()(cfg, device=device, seed=0)
+
+
+def make_logger(env: MjWarpEnv) -> ProgressLogger:
+    logger = ProgressLogger(log_dir=None, cfg=BALANCE.agent.to_rsl_rl(""), env_cfg=env.cfg, num_envs=env.num_envs,
+                            is_distributed=False, gpu_world_size=1, gpu_global_rank=0, device=str(env.device),
+                            after_iteration=lambda *_: None)  # fmt: skip
+    logger.writer = object()  # rank 0's bookkeeping, without files
+    return logger
+
+
+def steps(env: MjWarpEnv, logger: ProgressLogger) -> Iterator[None]:
+    """STEPS rollout steps as rsl_rl takes them: random actions through the adapter, then the logger."""
+    vec_env = RslRlVecEnv(env)
+    generator = torch.Generator(device=env.device).manual_seed(1)
+    actions = 4 * torch.rand(STEPS, N, env.num_actions, generator=generator, device=env.device) - 2
+    with torch.inference_mode():
+        for step_actions in actions.unbind():
+            _, rewards, dones, extras = vec_env.step(step_actions)
+            logger.process_env_step(rewards, dones, extras)
+            yield
+
+
+class SyncCounter:
+    """Counts calls of the syncing Tensor methods, and indexing by a list or a boolean mask (which copies the
+    list to the device, or asks the device how many elements are set)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: Counter[str] = Counter()
+        self.active = False
+        for name in SYNCING_METHODS:
+            monkeypatch.setattr(torch.Tensor, name, self._counting(name, getattr(torch.Tensor, name)))
+        for name in ("__getitem__", "__setitem__"):
+            original = getattr(torch.Tensor, name)
+            monkeypatch.setattr(torch.Tensor, name, self._index_checking(name, original))
+        monkeypatch.setattr(torch, "nonzero", self._counting("torch.nonzero", torch.nonzero))
+
+    def _counting(self, name: str, original):
+        def wrapper(*args, **kwargs):
+            if self.active:
+                self.calls[name] += 1
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    def _index_checking(self, name: str, original):
+        def wrapper(tensor, index, *args):
+            if self.active:
+                for part in index if isinstance(index, tuple) else (index,):
+                    if isinstance(part, list) or (isinstance(part, torch.Tensor) and part.dtype == torch.bool):
+                        self.calls[f"{name}[{type(part).__name__}]"] += 1
+            return original(tensor, index, *args)
+
+        return wrapper
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_env_steps_make_no_host_syncs(task: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = make_env(task, "cpu")
+    logger = make_logger(env)
+    counter = SyncCounter(monkeypatch)
+    counter.active = True
+    for _ in steps(env, logger):
+        pass
+    counter.active = False
+    assert counter.calls == Counter(), f"host syncs in {STEPS} env steps: {dict(counter.calls)}"
+    logger._read_episode_statistics()
+    ended = len(logger.lenbuffer)
+    assert ended > 0, "episodes ended (and were reset) during the counted steps"
+
+
+def test_the_counter_sees_the_syncs_of_index_based_resets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counter is not blind: the old way (nonzero() on the done mask, a list index) is counted."""
+    counter = SyncCounter(monkeypatch)
+    done = torch.tensor([True, False, True])
+    counter.active = True
+    done.nonzero()
+    torch.zeros(3, 4)[:, [0, 2]]
+    torch.zeros(3)[done] = 1.0
+    counter.active = False
+    assert counter.calls == Counter({"nonzero": 1, "__getitem__[list]": 1, "__setitem__[Tensor]": 1})
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("task", sorted(registered_tasks()))
+def test_env_steps_make_no_host_syncs_on_a_gpu(task: str) -> None:
+    """CUDA's own check: any synchronizing call in the steps raises."""
+    env = make_env(task, "cuda:0")
+    logger = make_logger(env)
+    rollout = steps(env, logger)
+    next(rollout)  # the first step may allocate and load (not part of the steady state)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in rollout:
+            pass
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+class IndexedResets:
+    """Resets as mjdist did them before masks: ``nonzero()`` on the done mask, then writes through the indices
+    (the rows of the same full draw, so both ways consume the generator alike)."""
+
+    def _start_episodes(self, starting: torch.Tensor) -> None:
+        ids = starting.nonzero().squeeze(-1)
+        qpos, qvel = self.initial_state()
+        self.qpos[ids] = qpos[ids]
+        self.qvel[ids] = qvel[ids]
+        self.ctrl[ids] = 0.0
+        for state in self._state_to_clear:
+            state[ids] = 0.0
+        self.episode_length_buf[ids] = 0
+        self.actions[ids] = 0.0
+        self.prev_actions[ids] = 0.0
+        self.episode_sums[ids] = 0.0
+        self.reset_task_state(starting)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_mask_resets_give_bitwise_the_trajectories_of_index_resets(task: str) -> None:
+    masked = make_env(task, "cpu")
+    env_class = type(masked)
+    indexed_class = type(f"Indexed{env_class.__name__}", (IndexedResets, env_class), {})
+    indexed = indexed_class(masked.cfg, device="cpu", seed=0)
+    generator = torch.Generator().manual_seed(2)
+    resets = 0
+    for _ in range(3 * STEPS):
+        actions = 4 * torch.rand(N, masked.num_actions, generator=generator) - 2
+        obs, reward, terminated, time_outs, extras = masked.step(actions)
+        indexed_obs, indexed_reward, indexed_terminated, indexed_time_outs, indexed_extras = indexed.step(actions)
+        for got, expected in ((obs["policy"], indexed_obs["policy"]), (obs["critic"], indexed_obs["critic"]),
+                              (reward, indexed_reward), (terminated, indexed_terminated),
+                              (time_outs, indexed_time_outs), (masked.qpos, indexed.qpos), (masked.qvel, indexed.qvel),
+                              (masked.episode_sums, indexed.episode_sums)):  # fmt: skip
+            assert torch.equal(got, expected)
+        for name, mean in extras["log"].items():  # the same means, summed in another order
+            torch.testing.assert_close(mean, indexed_extras["log"][name], equal_nan=True)
+        resets += int((terminated | time_outs).sum())
+    assert resets >= N, "episodes ended and were reset during the comparison"
+
+
+def test_logger_fills_rsl_rls_buffers_exactly_as_rsl_rl_does() -> None:
+    """The same returns and lengths, in the same order, as rsl_rl's per-step nonzero() bookkeeping; the env's
+    per-step means (NaN where no episode ended) become one mean per name over the steps where some did."""
+    from rsl_rl.utils.logger import Logger
+
+    env_like = dataclasses.replace(BALANCE.env, num_envs=N)
+    ours = make_logger(type("Env", (), {"cfg": env_like, "num_envs": N, "device": torch.device("cpu")})())
+    reference = Logger(None, BALANCE.agent.to_rsl_rl(""), env_like, N, False, 1, 0, "cpu")
+    reference.writer = object()
+    generator = torch.Generator().manual_seed(3)
+    ended_means = []
+    for step in range(40):
+        rewards = torch.rand(N, generator=generator)
+        dones = (torch.rand(N, generator=generator) < 0.1).long()
+        mean = torch.tensor(float(step)) if dones.any() else torch.tensor(float("nan"))
+        if dones.any():
+            ended_means.append(float(step))
+        ours.process_env_step(rewards, dones, {"log": {"Episode_Reward/x": mean}})
+        reference.process_env_step(rewards, dones, {})
+    ours._read_episode_statistics()
+    assert list(ours.rewbuffer) == list(reference.rewbuffer) and len(ours.rewbuffer) > 0
+    assert list(ours.lenbuffer) == list(reference.lenbuffer)
+    assert torch.equal(ours.cur_reward_sum, reference.cur_reward_sum)
+    assert ours.ep_extras == [{"Episode_Reward/x": pytest.approx(sum(ended_means) / len(ended_means))}]
