@@ -1,20 +1,67 @@
-"""Finding and reading checkpoints: ``model_<iteration>.pt`` files in run directories.
+"""Writing, finding and reading checkpoints: ``model_<iteration>.pt`` files in run directories.
 
 Every problem with a checkpoint is a :class:`CheckpointError` whose message is one line naming the file and
 what is wrong, so that `train --resume` and `play` can refuse it with exit code 2 and write nothing.
+A checkpoint is written under a temporary name and renamed into place, so a kill during a save never leaves a
+``model_<iteration>.pt`` that cannot be loaded; a run directory's newest checkpoint that cannot be read anyway
+(copied half, damaged later) is skipped, and named, in favour of the one before it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
+
+from mjdist.failures import TrainingFailure
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
 
 
 class CheckpointError(ValueError):
     """A checkpoint or run directory that cannot be used; the message is one line."""
+
+
+class CheckpointWriteError(TrainingFailure):
+    """A checkpoint could not be written (a full disk, a directory that became unwritable)."""
+
+
+def write_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary name in the same directory, flushed to disk, then renamed to ``path``.
+
+    The rename is atomic, so ``path`` is either absent or complete, and earlier checkpoints are never touched.
+    """
+    import torch
+
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        _sync_directory(path.parent)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        reason = error.strerror or type(error).__name__
+        raise CheckpointWriteError(
+            f"cannot write checkpoint {path}: {reason}; the earlier checkpoints in {path.parent} are intact"
+        ) from error
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a crash right after it keeps the new name)."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def checkpoint_iteration(path: Path) -> int:
@@ -25,14 +72,26 @@ def checkpoint_iteration(path: Path) -> int:
     return int(match.group(1))
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint with the highest iteration in ``run_dir``."""
+def newest_loadable_checkpoint(run_dir: Path, task: str) -> Path:
+    """The checkpoint of ``task`` with the highest iteration in ``run_dir`` that can be read; each newer one
+    that cannot is named in a warning. A CheckpointError if none can."""
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
-    checkpoints = [path for path in run_dir.iterdir() if CHECKPOINT_NAME.match(path.name)]
+    checkpoints = sorted(
+        (path for path in run_dir.iterdir() if CHECKPOINT_NAME.match(path.name)), key=checkpoint_iteration
+    )
     if not checkpoints:
         raise CheckpointError(f"run directory {run_dir} has no model_<iteration>.pt checkpoints")
-    return max(checkpoints, key=checkpoint_iteration)
+    skipped: list[str] = []
+    for path in reversed(checkpoints):
+        try:
+            read_checkpoint(path, task)
+        except CheckpointError as error:
+            log.warning("Skipping checkpoint %s: %s", path.name, error)
+            skipped.append(path.name)
+            continue
+        return path
+    raise CheckpointError(f"no checkpoint in {run_dir} can be used (skipped {', '.join(skipped)})")
 
 
 def latest_run(experiment_dir: Path) -> Path:
@@ -44,10 +103,10 @@ def latest_run(experiment_dir: Path) -> Path:
     raise CheckpointError(f"no run with checkpoints under {experiment_dir}; train one first, or pass --checkpoint")
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint file as given, or the latest checkpoint of a run directory."""
+def resolve_checkpoint(path: Path, task: str) -> Path:
+    """A checkpoint file as given, or the newest loadable checkpoint of a run directory."""
     if path.is_dir():
-        return latest_checkpoint(path)
+        return newest_loadable_checkpoint(path, task)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     checkpoint_iteration(path)

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mjdist.checkpoints import CheckpointError, latest_checkpoint, latest_run, read_checkpoint, resolve_checkpoint
+from mjdist.checkpoints import (
+    CheckpointError,
+    latest_run,
+    newest_loadable_checkpoint,
+    read_checkpoint,
+    resolve_checkpoint,
+)
 from mjdist.cli.usage import UsageError, fail_usage, parse_task_command
 from mjdist.envs.config import EnvConfig
 from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
@@ -157,14 +163,14 @@ def _device(cfg: PlayConfig) -> str:
 
 
 def _checkpoint_path(spec: TaskSpec, cfg: PlayConfig) -> Path:
-    """--checkpoint as given, the latest checkpoint of --run, or that of the newest run under --log-root."""
+    """--checkpoint as given, the newest loadable checkpoint of --run, or that of the newest run under --log-root."""
     if cfg.checkpoint is not None and cfg.run is not None:
         raise ValueError("give --checkpoint or --run, not both")
     if cfg.checkpoint is not None:
-        return resolve_checkpoint(cfg.checkpoint)
+        return resolve_checkpoint(cfg.checkpoint, spec.name)
     if cfg.run is not None:
-        return latest_checkpoint(cfg.run)
-    return latest_checkpoint(latest_run(cfg.log_root / spec.agent.experiment_name))
+        return newest_loadable_checkpoint(cfg.run, spec.name)
+    return newest_loadable_checkpoint(latest_run(cfg.log_root / spec.agent.experiment_name), spec.name)
 
 
 def _play(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
