@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -16,10 +17,14 @@ from pathlib import Path
 import psutil
 import torchrunx
 
+from mjdist.checkpoints import CheckpointError
 from mjdist.config import TrainConfig
+from mjdist.failures import TrainingFailure
+from mjdist.launch import heartbeat
 from mjdist.launch.context import RankResult
 from mjdist.launch.log_routing import log_handlers
 from mjdist.launch.plan import LaunchPlan
+from mjdist.launch.watchdog import HangWatchdog
 from mjdist.launch.worker import first_line, pack_job, run_worker
 from mjdist.rl.interrupt import handling, raise_interrupt
 from mjdist.tasks import TaskSpec
@@ -38,6 +43,10 @@ ENV_VARS_FOR_RANKS = (
 CLEANUP_GRACE_S = 3.0
 INTERRUPTED_AFTER_ITERATION = "interrupted; every rank stopped after its current iteration, which rank 0 saved"
 PR_SET_CHILD_SUBREAPER = 36
+HANG_SIGNAL = signal.SIGUSR2
+"""Sent to the main thread of a single-process run by its hang watchdog; raises :class:`Hung` there."""
+HANG_EXIT_GRACE_S = 10.0
+"""A single process whose main thread does not react to the hang signal (stuck in C code) exits after this."""
 
 
 class RankFailedError(RuntimeError):
@@ -48,18 +57,63 @@ class RankFailedError(RuntimeError):
         self.interrupted = interrupted
 
 
-def launch(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
-    """Train on every rank of the plan and return their results in rank order."""
-    if plan.world_size == 1:
-        from mjdist.launch.rank import train_rank  # the launcher of several ranks never needs it
+class Hung(Exception):
+    """The single-process hang watchdog stopped training."""
 
-        with _signals_as_interrupt():
-            return [train_rank(plan, cfg, spec)]
+
+def launch(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
+    """Train on every rank of the plan and return their results in rank order.
+
+    A failure during training is a RankFailedError naming its cause; a checkpoint that does not fit (found
+    while the ranks load it) stays a CheckpointError, a user error.
+    """
+    if plan.world_size == 1:
+        return [_train_in_process(plan, cfg, spec)]
     return _launch_ranks(plan, cfg, spec)
 
 
+def _train_in_process(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult:
+    from mjdist.launch.rank import train_rank  # the launcher of several ranks never needs it
+
+    watchdog = HangWatchdog(1, cfg.timeout, lambda: _hang_main_thread(watchdog))
+    heartbeat.set_in_process_sink(watchdog.record)
+    try:
+        with _signals_as_interrupt(), handling((HANG_SIGNAL,), _raise_hung), _watching(watchdog, cfg.timeout):
+            return train_rank(plan, cfg, spec)
+    except (CheckpointError, KeyboardInterrupt):
+        raise
+    except Hung as hung:
+        raise RankFailedError(watchdog.cause or "hung") from hung
+    except TrainingFailure as failure:
+        raise RankFailedError(f"{type(failure).__name__}: {failure}") from failure
+    except Exception as error:
+        log.error("Training raised:", exc_info=True)
+        raise RankFailedError(f"{type(error).__name__}: {first_line(error)}") from error
+    finally:
+        heartbeat.set_in_process_sink(None)
+
+
+def _watching(watchdog: HangWatchdog, timeout_s: float) -> contextlib.AbstractContextManager[None]:
+    return watchdog.watching() if timeout_s > 0 else contextlib.nullcontext()
+
+
+def _raise_hung(signum: int, frame: object) -> None:
+    raise Hung
+
+
+def _hang_main_thread(watchdog: HangWatchdog) -> None:
+    """Interrupt the single process's training with :class:`Hung`; exit if it cannot be interrupted."""
+    signal.pthread_kill(threading.main_thread().ident or 0, HANG_SIGNAL)
+    if not watchdog.wait_stopped(HANG_EXIT_GRACE_S):
+        log.error("Training failed: %s; the process did not respond, exiting", watchdog.cause)
+        os._exit(1)
+
+
 def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
-    with tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file:
+    with (
+        tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file,
+        tempfile.NamedTemporaryFile(prefix="mjdist-progress-", suffix=".log") as progress_file,
+    ):
         launcher = torchrunx.Launcher(
             hostnames=["localhost"],
             workers_per_host=plan.world_size,
@@ -68,22 +122,49 @@ def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[Ra
             extra_env_vars={"CUDA_VISIBLE_DEVICES": plan.rank_visible_devices} if plan.rank_visible_devices else None,
         )
         launcher.set_logging_handlers(
-            partial(log_handlers, ["localhost"], [plan.world_size], plan.torchrunx_log_dir, failure_file.name)
+            partial(
+                log_handlers,
+                ["localhost"],
+                [plan.world_size],
+                plan.torchrunx_log_dir,
+                failure_file.name,
+                progress_file.name,
+            )
         )
         log.info("Launching %d ranks (%s) through torchrunx", plan.world_size, plan.backend)
         stop = _RankStopper()
+        watchdog = HangWatchdog(plan.world_size, cfg.timeout, _kill_workers, Path(progress_file.name))
         try:
-            with stop.on_signals(), _no_orphans():
+            with stop.on_signals(), _no_orphans(), _watching(watchdog, cfg.timeout):
                 result = launcher.run(run_worker, pack_job(plan, cfg, spec))
         except KeyboardInterrupt as interrupt:
             raise RankFailedError("interrupted; every rank was stopped", interrupted=True) from interrupt
         except Exception as error:
             if stop.requested:
                 raise RankFailedError(INTERRUPTED_AFTER_ITERATION, interrupted=True) from error
+            if watchdog.cause is not None:
+                raise RankFailedError(watchdog.cause) from error
             raise RankFailedError(
                 failure_summary(Path(failure_file.name).read_text().splitlines(), plan.world_size, error)
             ) from error
     return [result.rank(rank) for rank in range(plan.world_size)]
+
+
+def _worker_processes() -> list[psutil.Process]:
+    """This launcher's rank processes (torchrunx starts them with multiprocessing's spawn)."""
+    workers = []
+    for process in psutil.Process(os.getpid()).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if any("spawn_main" in part for part in process.cmdline()):
+                workers.append(process)
+    return workers
+
+
+def _kill_workers() -> None:
+    """End every rank at once (the hang watchdog's verdict); the agents then report the job as failed."""
+    for process in _worker_processes():
+        with contextlib.suppress(psutil.Error):
+            process.kill()
 
 
 def failure_summary(reported: list[str], world_size: int, error: Exception) -> str:
@@ -125,10 +206,9 @@ class _RankStopper:
             raise KeyboardInterrupt
         self.requested = True
         log.warning("Stopping every rank after its current iteration (rank 0 saves it); interrupt again to stop now")
-        for process in psutil.Process(os.getpid()).children(recursive=True):
+        for process in _worker_processes():
             with contextlib.suppress(psutil.Error):
-                if any("spawn_main" in part for part in process.cmdline()):
-                    process.send_signal(signal.SIGUSR1)
+                process.send_signal(signal.SIGUSR1)
 
 
 @contextlib.contextmanager
