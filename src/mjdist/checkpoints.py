@@ -10,6 +10,7 @@ A checkpoint is written under a temporary name and renamed into place, so a kill
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -38,10 +39,12 @@ def write_checkpoint(state: dict[str, Any], path: Path) -> None:
     """
     import torch
 
+    serialized = io.BytesIO()  # torch's zip writer turns a failed write into an opaque RuntimeError; write() doesn't
+    torch.save(state, serialized)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as file:
-            torch.save(state, file)
+            file.write(serialized.getbuffer())
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

@@ -68,18 +68,15 @@ class HangWatchdog:
         """The one-line cause: which ranks stopped, where, and for how long."""
         behind = min(self.beats)
         stuck = [rank for rank, count in enumerate(self.beats) if count == behind]
-        where = "; ".join(f"rank {rank}'s last progress: {self.stages[rank]}" for rank in stuck)
-        if len(stuck) == len(self.beats):
-            return (
-                f"no rank made progress for {self.timeout_s:g} s (--timeout): {where}; a deadlock or a stalled "
-                "file system"
-            )
-        waiting = ", ".join(str(rank) for rank in range(len(self.beats)) if rank not in stuck)
-        ranks = "rank" if len(stuck) == 1 else "ranks"
-        return (
-            f"{ranks} {', '.join(map(str, stuck))} made no progress for {self.timeout_s:g} s (--timeout): "
-            f"{where}; rank(s) {waiting} waited for it"
-        )
+        waiting = [str(rank) for rank in range(len(self.beats)) if rank not in stuck]
+        names = f"rank {stuck[0]}" if len(stuck) == 1 else f"ranks {', '.join(map(str, stuck))}"
+        last = "; ".join(f"rank {rank}: {self.stages[rank]}" for rank in stuck)
+        cause = f"{names} made no progress for {self.timeout_s:g} s (--timeout); last progress of {last}"
+        if waiting:
+            return f"{cause}; rank(s) {', '.join(waiting)} waited for it"
+        if len(stuck) > 1:
+            return f"{cause} (a deadlock, or a stalled file system?)"
+        return cause
 
     def _watch(self) -> None:
         while not self._stopped.wait(POLL_S):

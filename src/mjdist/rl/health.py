@@ -38,14 +38,17 @@ class IterationHealth:
         self.losses: dict[str, float] = {}
         self.diverged_worlds = 0
 
-    def non_finite_cause(self, iteration: int, bad_parameters: bool) -> str | None:
-        """The one-line error for a non-finite iteration, or None if it is healthy."""
-        bad_losses = sorted(name for name, value in self.losses.items() if not math.isfinite(value or 0.0))
+    def bad_losses(self) -> list[str]:
+        """This rank's non-finite mean losses of the last update, as ``name=value``."""
+        return [f"{name}={value}" for name, value in sorted(self.losses.items()) if not math.isfinite(value or 0.0)]
+
+    def non_finite_cause(self, iteration: int, bad_parameters: bool, bad_losses: bool) -> str | None:
+        """The one-line error for a non-finite iteration (flags from all ranks), or None if it is healthy."""
         if not bad_losses and not bad_parameters:
             return None
         what = []
         if bad_losses:
-            what.append(f"loss {', '.join(f'{name}={self.losses[name]}' for name in bad_losses)}")
+            what.append(f"loss {', '.join(self.bad_losses())}" if self.bad_losses() else "loss (on another rank)")
         if bad_parameters:
             what.append("parameters")
         return (

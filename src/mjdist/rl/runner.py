@@ -106,7 +106,8 @@ class DistributedRunner(OnPolicyRunner):
             if not non_finite_parameters(self.alg.actor, self.alg.critic).item():
                 raise
             self.health.losses = {}
-            raise NonFiniteTrainingError(self.health.non_finite_cause(iteration, bad_parameters=True)) from error
+            cause = self.health.non_finite_cause(iteration, bad_parameters=True, bad_losses=False)
+            raise NonFiniteTrainingError(cause) from error
         return self.health.losses
 
     def _end_iteration(self, iteration: int, collect_time: float, learn_time: float) -> None:
@@ -118,19 +119,19 @@ class DistributedRunner(OnPolicyRunner):
     def _check_iteration(self, iteration: int) -> None:
         """Once per iteration, all ranks together (none waits alone): count the worlds reset for diverging
         physics, stop on non-finite losses or parameters (before anything is saved), stop if asked to."""
-        diverged = self.env.env.take_diverged_count()  # type: ignore[attr-defined]
-        flags = torch.stack(
+        local = (float(self.stop_request.requested), float(bool(self.health.bad_losses())))
+        flags = torch.cat(
             (
-                torch.tensor(float(self.stop_request.requested), device=self.device),
-                non_finite_parameters(self.alg.actor, self.alg.critic).float(),
-                diverged.float(),
+                torch.tensor(local, device=self.device),
+                non_finite_parameters(self.alg.actor, self.alg.critic).float().reshape(1),
+                self.env.take_diverged_count().float().reshape(1),  # type: ignore[attr-defined]
             )
         )
         if self.is_distributed:
-            dist.all_reduce(flags)
-        stop, bad_parameters, diverged_worlds = flags.tolist()
+            dist.all_reduce(flags)  # sums: any rank's stop request or bad loss counts for all
+        stop, bad_losses, bad_parameters, diverged_worlds = flags.tolist()
         self.health.record_diverged(int(diverged_worlds), iteration, self.logger.writer)
-        failure = self.health.non_finite_cause(iteration, bool(bad_parameters))
+        failure = self.health.non_finite_cause(iteration, bool(bad_parameters), bool(bad_losses))
         if failure is not None:
             raise NonFiniteTrainingError(failure)
         if stop:
@@ -151,7 +152,7 @@ class DistributedRunner(OnPolicyRunner):
         atomically (see :func:`mjdist.checkpoints.write_checkpoint`); never one with non-finite parameters."""
         if non_finite_parameters(self.alg.actor, self.alg.critic).item():
             raise NonFiniteTrainingError(
-                f"not saving {path}: non-finite parameters at iteration {self.current_learning_iteration}"
+                f"not saving {path}: non-finite parameters at iteration {self.current_learning_iteration + 1}"
             )
         state = self.alg.save()
         state["iter"] = self.current_learning_iteration
