@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mjdist.errors import UsageError
 from mjdist.failures import TrainingFailure
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A checkpoint or run directory that cannot be used; the message is one line."""
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from faulty_task import FAULTY
 
 from mjdist.config import TrainConfig
+from mjdist.errors import RankFailedError
 from mjdist.launch.devices import resolve_devices
-from mjdist.launch.launcher import RankFailedError
 from mjdist.launch.plan import make_plan
 from mjdist.launch.restarts import train_with_restarts
 
@@ -56,9 +56,12 @@ def main() -> int:
     plan = make_plan(FAULTY.name, cfg, selection, os.environ, datetime.datetime.now())
     try:
         results = train_with_restarts(plan, cfg, FAULTY)
+    except KeyboardInterrupt as interrupt:
+        logging.error("Interrupted: %s", interrupt)
+        return 130
     except RankFailedError as failure:
         logging.error("Training failed: %s", failure)
-        return 130 if failure.interrupted else 1
+        return 1
     print(json.dumps([dataclasses.asdict(result) for result in results]))
     return 0
 

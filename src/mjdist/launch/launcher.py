@@ -1,4 +1,5 @@
-"""Run a plan: in this process for one rank, through torchrunx for several; end every process on failure."""
+"""Run a function on every rank of a plan: in this process for one rank, through torchrunx for several; end
+every process on failure. ``train`` and ``mjdist.launch`` both start their ranks here."""
 
 from __future__ import annotations
 
@@ -10,24 +11,21 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 import torchrunx
 
-from mjdist.checkpoints import CheckpointError
-from mjdist.config import TrainConfig
-from mjdist.failures import TrainingFailure
+from mjdist.errors import RankFailedError
 from mjdist.launch import heartbeat
-from mjdist.launch.context import RankResult
 from mjdist.launch.log_routing import log_handlers
 from mjdist.launch.plan import LaunchPlan
 from mjdist.launch.watchdog import HangWatchdog
 from mjdist.launch.worker import first_line, pack_job, run_worker
 from mjdist.rl.interrupt import handling, raise_interrupt
-from mjdist.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,54 +39,48 @@ ENV_VARS_FOR_RANKS = (
 )
 """Variables the ranks need, copied explicitly so they also reach ranks on other hosts."""
 CLEANUP_GRACE_S = 3.0
-INTERRUPTED_AFTER_ITERATION = "interrupted; every rank stopped after its current iteration, which rank 0 saved"
+STOPPED_ON_REQUEST = "every rank stopped on request"
 PR_SET_CHILD_SUBREAPER = 36
 HANG_SIGNAL = signal.SIGUSR2
 """Sent to the main thread of a single-process run by its hang watchdog; raises :class:`Hung` there."""
 HANG_EXIT_GRACE_S = 10.0
 """A single process whose main thread does not react to the hang signal (stuck in C code) exits after this."""
 
-
-class RankFailedError(RuntimeError):
-    """A rank raised, was killed, or the job was interrupted; the message names the first failure."""
-
-    def __init__(self, message: str, interrupted: bool = False) -> None:
-        super().__init__(message)
-        self.interrupted = interrupted
+T = TypeVar("T")
 
 
 class Hung(Exception):
     """The single-process hang watchdog stopped training."""
 
 
-def launch(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
-    """Train on every rank of the plan and return their results in rank order.
+def run_ranks(
+    plan: LaunchPlan,
+    rank_fn: Callable[..., T],
+    *args: object,
+    stopped: str = STOPPED_ON_REQUEST,
+    timeout_s: float = 0.0,
+) -> list[T]:
+    """Call ``rank_fn(*args)`` on every rank of the plan and return the values in rank order.
 
-    A failure during training is a RankFailedError naming its cause; a checkpoint that does not fit (found
-    while the ranks load it) stays a CheckpointError, a user error.
+    ``rank_fn`` reads its rank from the environment (see RankContext). A failure raises RankFailedError naming
+    the first rank that failed. Ctrl-C or SIGTERM asks the ranks to stop (SIGUSR1, a KeyboardInterrupt there),
+    and raises KeyboardInterrupt(``stopped``) once they have; a second one stops them at once. No process of
+    the job survives either. With ``timeout_s`` > 0 a hang watchdog ends the job (a RankFailedError naming the
+    stuck ranks) once no rank has beaten (:mod:`mjdist.launch.heartbeat`) for that long.
     """
     if plan.world_size == 1:
-        return [_train_in_process(plan, cfg, spec)]
-    return _launch_ranks(plan, cfg, spec)
+        return [_run_in_process(rank_fn, args, timeout_s)]
+    return _launch_ranks(plan, rank_fn, args, stopped, timeout_s)
 
 
-def _train_in_process(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult:
-    from mjdist.launch.rank import train_rank  # the launcher of several ranks never needs it
-
-    watchdog = HangWatchdog(1, cfg.timeout, lambda: _hang_main_thread(watchdog))
+def _run_in_process(rank_fn: Callable[..., T], args: tuple[object, ...], timeout_s: float) -> T:
+    watchdog = HangWatchdog(1, timeout_s, lambda: _hang_main_thread(watchdog))
     heartbeat.set_in_process_sink(watchdog.record)
     try:
-        with _signals_as_interrupt(), handling((HANG_SIGNAL,), _raise_hung), _watching(watchdog, cfg.timeout):
-            return train_rank(plan, cfg, spec)
-    except (CheckpointError, KeyboardInterrupt):
-        raise
+        with _signals_as_interrupt(), handling((HANG_SIGNAL,), _raise_hung), _watching(watchdog, timeout_s):
+            return rank_fn(*args)
     except Hung as hung:
-        raise RankFailedError(watchdog.cause or "hung") from hung
-    except TrainingFailure as failure:
-        raise RankFailedError(f"{type(failure).__name__}: {failure}") from failure
-    except Exception as error:
-        log.error("Training raised:", exc_info=True)
-        raise RankFailedError(f"{type(error).__name__}: {first_line(error)}") from error
+        raise RankFailedError(watchdog.cause or "hung", 0) from hung
     finally:
         heartbeat.set_in_process_sink(None)
 
@@ -102,14 +94,16 @@ def _raise_hung(signum: int, frame: object) -> None:
 
 
 def _hang_main_thread(watchdog: HangWatchdog) -> None:
-    """Interrupt the single process's training with :class:`Hung`; exit if it cannot be interrupted."""
+    """Interrupt the single process's rank function with :class:`Hung`; exit if it cannot be interrupted."""
     signal.pthread_kill(threading.main_thread().ident or 0, HANG_SIGNAL)
     if not watchdog.wait_stopped(HANG_EXIT_GRACE_S):
         log.error("Training failed: %s; the process did not respond, exiting", watchdog.cause)
         os._exit(1)
 
 
-def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
+def _launch_ranks(
+    plan: LaunchPlan, rank_fn: Callable[..., T], args: tuple[object, ...], stopped: str, timeout_s: float
+) -> list[T]:
     with (
         tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file,
         tempfile.NamedTemporaryFile(prefix="mjdist-progress-", suffix=".log") as progress_file,
@@ -133,20 +127,19 @@ def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[Ra
         )
         log.info("Launching %d ranks (%s) through torchrunx", plan.world_size, plan.backend)
         stop = _RankStopper()
-        watchdog = HangWatchdog(plan.world_size, cfg.timeout, _kill_workers, Path(progress_file.name))
+        watchdog = HangWatchdog(plan.world_size, timeout_s, _kill_workers, Path(progress_file.name))
         try:
-            with stop.on_signals(), _no_orphans(), _watching(watchdog, cfg.timeout):
-                result = launcher.run(run_worker, pack_job(plan, cfg, spec))
+            with stop.on_signals(), _no_orphans(), _watching(watchdog, timeout_s):
+                result = launcher.run(run_worker, pack_job(rank_fn, *args))
         except KeyboardInterrupt as interrupt:
-            raise RankFailedError("interrupted; every rank was stopped", interrupted=True) from interrupt
+            raise KeyboardInterrupt("every rank was stopped at once") from interrupt
         except Exception as error:
             if stop.requested:
-                raise RankFailedError(INTERRUPTED_AFTER_ITERATION, interrupted=True) from error
+                raise KeyboardInterrupt(stopped) from error
             if watchdog.cause is not None:
                 raise RankFailedError(watchdog.cause) from error
-            raise RankFailedError(
-                failure_summary(Path(failure_file.name).read_text().splitlines(), plan.world_size, error)
-            ) from error
+            rank, message = failure_summary(Path(failure_file.name).read_text().splitlines(), plan.world_size, error)
+            raise RankFailedError(message, rank) from error
     return [result.rank(rank) for rank in range(plan.world_size)]
 
 
@@ -167,23 +160,25 @@ def _kill_workers() -> None:
             process.kill()
 
 
-def failure_summary(reported: list[str], world_size: int, error: Exception) -> str:
+def failure_summary(reported: list[str], world_size: int, error: Exception) -> tuple[int | None, str]:
     """Name the cause: the first rank that raised; else the ranks that died without a word (signals).
 
-    ``reported`` holds the failure file's ``rank<TAB>kind<TAB>summary`` lines in arrival order.
+    ``reported`` holds the failure file's ``rank<TAB>kind<TAB>summary`` lines in arrival order. Returns the rank
+    to blame (None when it is not a single one) and the message, one line.
     """
     failures = [line.split("\t", 2) for line in reported]
     for rank, kind, summary in failures:
         if kind == "error":
-            return f"rank {rank}: {summary}"
+            return int(rank), f"rank {rank}: {summary}"
     spoke = {int(rank) for rank, _, _ in failures}
-    silent = [str(rank) for rank in range(world_size) if rank not in spoke]
+    silent = [rank for rank in range(world_size) if rank not in spoke]
     if failures and silent:
         return (
-            f"rank {', '.join(silent)} died without a Python error (killed by a signal: SIGKILL, a segfault, "
-            "or the out-of-memory killer); the other ranks lost contact with it"
+            silent[0] if len(silent) == 1 else None,
+            f"rank {', '.join(map(str, silent))} died without a Python error (killed by a signal: SIGKILL, a "
+            "segfault, or the out-of-memory killer); the other ranks lost contact with it",
         )
-    return f"{type(error).__name__}: {first_line(error) or 'a worker process died'}"
+    return None, f"{type(error).__name__}: {first_line(error) or 'a worker process died'}"
 
 
 def _signals_as_interrupt() -> contextlib.AbstractContextManager[None]:
@@ -205,7 +200,10 @@ class _RankStopper:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("Stopping every rank after its current iteration (rank 0 saves it); interrupt again to stop now")
+        log.warning(
+            "Asking every rank to stop (training ranks finish their iteration, which rank 0 saves); interrupt again "
+            "to stop at once"
+        )
         for process in _worker_processes():
             with contextlib.suppress(psutil.Error):
                 process.send_signal(signal.SIGUSR1)

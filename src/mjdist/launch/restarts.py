@@ -16,8 +16,8 @@ from pathlib import Path
 
 from mjdist.checkpoints import CheckpointError, checkpoint_iteration, newest_loadable_checkpoint
 from mjdist.config import TrainConfig
+from mjdist.errors import RankFailedError
 from mjdist.launch.context import RankResult
-from mjdist.launch.launcher import RankFailedError, launch
 from mjdist.launch.plan import LaunchPlan
 from mjdist.tasks import TaskSpec
 
@@ -39,19 +39,22 @@ def train_with_restarts(
     plan: LaunchPlan,
     cfg: TrainConfig,
     spec: TaskSpec,
-    run: Callable[[LaunchPlan, TrainConfig, TaskSpec], list[RankResult]] = launch,
+    run: Callable[[LaunchPlan, TrainConfig, TaskSpec], list[RankResult]] | None = None,
 ) -> list[RankResult]:
-    """``run`` the plan; after a failure that is not an interrupt, run it again from the run's newest loadable
-    checkpoint, up to ``cfg.max_restarts`` times. The last failure, if any, is raised with the restart count."""
+    """``run`` the plan (default: :func:`mjdist.training.train_on_ranks`); after a RankFailedError (an interrupt
+    is a KeyboardInterrupt and ends it), run it again from the run's newest loadable checkpoint, up to
+    ``cfg.max_restarts`` times. The last failure, if any, is raised with the restart count."""
+    if run is None:
+        from mjdist.training import train_on_ranks as run
     plan = with_end_iteration(plan, cfg.agent.max_iterations)
     initial_checkpoint = plan.resume_from
     for restart in range(cfg.max_restarts + 1):
         try:
             return run(plan, cfg, spec)
         except RankFailedError as failure:
-            if failure.interrupted or restart == cfg.max_restarts:
+            if restart == cfg.max_restarts:
                 if restart:
-                    raise RankFailedError(f"{failure} (after {restart} restart(s))") from failure
+                    raise RankFailedError(f"{failure} (after {restart} restart(s))", failure.rank) from failure
                 raise
             plan = _restart_plan(plan, spec, initial_checkpoint)
             _record(plan, restart + 1, cfg.max_restarts, str(failure))
