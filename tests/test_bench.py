@@ -252,7 +252,7 @@ def test_report_takes_the_latest_record_of_a_configuration(tmp_path: Path) -> No
         (["--repetitions", "0"], "--repetitions must be at least 1, got 0"),
         (["--ranks", "0"], "--ranks must be at least 1, got 0"),
         (["--train.iterations", "0"], "--train.iterations must be at least 1, got 0"),
-        (["--duration", "0"], "--duration must be positive, got 0.0"),
+        (["--duration", "0"], "--duration must be a positive number of seconds, got 0.0"),
         (["--report", "env"], "--report measures nothing; drop the benchmark names (env)"),
     ],
 )

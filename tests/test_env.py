@@ -240,6 +240,28 @@ def test_time_outs_are_told_apart_from_terminations(balance: MjWarpEnv) -> None:
     torch.testing.assert_close(log["Episode_Reward/termination"], torch.tensor(-2.0 * 2 / 6))
 
 
+def test_diverged_worlds_are_reset_and_counted_the_others_continue(balance: MjWarpEnv) -> None:
+    venv = RslRlVecEnv(balance)
+    balance.qvel[:2] = float("nan")  # physics blown up
+    balance.qvel[2, 1] = 2 * balance.cfg.max_abs_qvel  # finite, but beyond the sane bound
+    balance.qpos[3, 0] = float("inf")
+    before = balance.qpos[4:].clone()
+    obs, rewards, dones, extras = venv.step(torch.zeros(N, 1))
+    assert_equal(dones.bool(), mask(0, 1, 2, 3))
+    assert torch.isfinite(obs["policy"]).all() and torch.isfinite(obs["critic"]).all()
+    assert torch.isfinite(rewards).all()
+    assert not extras["time_outs"].any()
+    torch.testing.assert_close(extras["log"]["Episode_Termination/diverged"], torch.tensor(1.0))
+    assert torch.isfinite(torch.stack(list(extras["log"].values()))).all()
+    assert balance.take_diverged_count().item() == 4
+    assert balance.take_diverged_count().item() == 0  # taking it starts the count again
+    assert (balance.qpos[4:] != before).any()  # the other worlds stepped on
+    for _ in range(3):  # the reset worlds simulate normally again
+        obs, _, dones, _ = venv.step(torch.zeros(N, 1))
+        assert torch.isfinite(obs["policy"]).all()
+    assert balance.take_diverged_count().item() == 0
+
+
 def test_actions_are_clipped_then_scaled(balance: MjWarpEnv, custom: MjWarpEnv) -> None:
     actions = torch.tensor([10.0, 1.0, -10.0, -1.0, 0.5, -0.25, 3.0, -0.75] * 2).unsqueeze(-1)
     clipped = actions.clamp(-1.0, 1.0)
@@ -321,6 +343,7 @@ def test_step_reward_is_the_weighted_sum_and_episode_sums_are_logged(
     assert set(extras["log"]) == {f"Episode_Reward/{name}" for name in weights} | {
         "Episode_Termination/cart_out_of_bounds",
         "Episode_Termination/pole_fell",
+        "Episode_Termination/diverged",
         "Episode_Termination/time_out",
     }
     for name, total in sums.items():

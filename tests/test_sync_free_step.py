@@ -24,7 +24,8 @@ N = 16
 STEPS = 12
 SYNCING_METHODS = ("item", "tolist", "nonzero", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__",
                    "__len__", "__iter__", "any", "all")  # fmt: skip
-"""Tensor methods that read a value back to the host (or, like any/all, exist to be read back)."""
+"""Tensor methods that read a value back to the host (or, like a whole-tensor any/all, exist to be read back;
+any/all along a dimension, e.g. per world, stay on the device and are not counted)."""
 
 
 def make_env(task: str, device: str, **overrides) -> MjWarpEnv:
@@ -69,7 +70,8 @@ class SyncCounter:
 
     def _counting(self, name: str, original):
         def wrapper(*args, **kwargs):
-            if self.active:
+            along_a_dimension = name in ("any", "all") and (len(args) > 1 or "dim" in kwargs)
+            if self.active and not along_a_dimension:
                 self.calls[name] += 1
             return original(*args, **kwargs)
 

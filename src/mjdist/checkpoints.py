@@ -1,4 +1,4 @@
-"""Finding and reading checkpoints: ``model_<iteration>.pt`` files in run directories.
+"""Writing, finding and reading checkpoints: ``model_<iteration>.pt`` files in run directories.
 
 Every problem with a checkpoint is a :class:`CheckpointError` whose message is one line naming the file and
 what is wrong, so that `train --resume` and `play` can refuse it with exit code 2 and write nothing.
@@ -6,21 +6,71 @@ what is wrong, so that `train --resume` and `play` can refuse it with exit code 
 Checkpoints are read weights-only (:func:`load_weights_only`): tensors, numbers, strings and plain containers,
 which is all that mjdist and rsl_rl save. A file whose pickle would import or call anything else is refused
 before any of it runs, so a checkpoint from a download, a dataset or a colleague's run cannot execute code.
+
+A checkpoint is written under a temporary name and renamed into place, so a kill during a save never leaves a
+``model_<iteration>.pt`` that cannot be loaded; a run directory's newest checkpoint that cannot be read anyway
+(copied half, damaged later) is skipped, and named, in favour of the one before it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from mjdist.errors import UsageError
+from mjdist.failures import TrainingFailure
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
 
 
 class CheckpointError(UsageError):
     """A checkpoint or run directory that cannot be used; the message is one line."""
+
+
+class CheckpointWriteError(TrainingFailure):
+    """A checkpoint could not be written (a full disk, a directory that became unwritable)."""
+
+
+def write_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary name in the same directory, flushed to disk, then renamed to ``path``.
+
+    The rename is atomic, so ``path`` is either absent or complete, and earlier checkpoints are never touched.
+    """
+    import torch
+
+    serialized = io.BytesIO()  # torch's zip writer turns a failed write into an opaque RuntimeError; write() doesn't
+    torch.save(state, serialized)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            file.write(serialized.getbuffer())
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        _sync_directory(path.parent)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        reason = error.strerror or type(error).__name__
+        raise CheckpointWriteError(
+            f"cannot write checkpoint {path}: {reason}; the earlier checkpoints in {path.parent} are intact"
+        ) from error
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a crash right after it keeps the new name)."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def checkpoint_iteration(path: Path) -> int:
@@ -31,14 +81,28 @@ def checkpoint_iteration(path: Path) -> int:
     return int(match.group(1))
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint with the highest iteration in ``run_dir``."""
+def newest_loadable_checkpoint(run_dir: Path, task: str) -> Path:
+    """The checkpoint of ``task`` with the highest iteration in ``run_dir`` that can be read; each newer one
+    that cannot is named in a warning. A CheckpointError if none can."""
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
-    checkpoints = [path for path in run_dir.iterdir() if CHECKPOINT_NAME.match(path.name)]
+    checkpoints = sorted(
+        (path for path in run_dir.iterdir() if CHECKPOINT_NAME.match(path.name)), key=checkpoint_iteration
+    )
     if not checkpoints:
         raise CheckpointError(f"run directory {run_dir} has no model_<iteration>.pt checkpoints")
-    return max(checkpoints, key=checkpoint_iteration)
+    skipped: list[str] = []
+    for path in reversed(checkpoints):
+        try:
+            read_checkpoint(path, task)
+        except UnsafeCheckpointError:
+            raise  # refused, never passed over for an older one: the run directory itself is not to be trusted
+        except CheckpointError as error:
+            log.warning("Skipping checkpoint %s: %s", path.name, error)
+            skipped.append(path.name)
+            continue
+        return path
+    raise CheckpointError(f"no checkpoint in {run_dir} can be used (skipped {', '.join(skipped)})")
 
 
 def latest_run(experiment_dir: Path) -> Path:
@@ -50,14 +114,18 @@ def latest_run(experiment_dir: Path) -> Path:
     raise CheckpointError(f"no run with checkpoints under {experiment_dir}; train one first, or pass --checkpoint")
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint file as given, or the latest checkpoint of a run directory."""
+def resolve_checkpoint(path: Path, task: str) -> Path:
+    """A checkpoint file as given, or the newest loadable checkpoint of a run directory."""
     if path.is_dir():
-        return latest_checkpoint(path)
+        return newest_loadable_checkpoint(path, task)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     checkpoint_iteration(path)
     return path
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that a weights-only load refuses: it would import or call code."""
 
 
 REFUSED_OBJECT = re.compile(
@@ -78,7 +146,7 @@ def load_weights_only(path: Path, map_location: str | None = "cpu") -> Any:
         refused = REFUSED_OBJECT.search(str(error))
         if refused is None:  # not a refusal: a damaged or foreign file
             raise CheckpointError(f"cannot read checkpoint {path}: {_last_line(error)}") from error
-        raise CheckpointError(
+        raise UnsafeCheckpointError(
             f"checkpoint {path} holds objects that a safe (weights-only) load refuses, the first being "
             f"{next(name for name in refused.groups() if name)}; mjdist never runs code from a checkpoint"
         ) from error

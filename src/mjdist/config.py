@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -34,12 +35,32 @@ class TrainConfig:
     """Per-rank log files of multi-rank runs; default <run dir>/torchrunx, '' disables them.
     The TORCHRUNX_LOG_DIR environment variable, if set, wins."""
     resume: Path | None = None
-    """Continue training from a checkpoint (model_<it>.pt) or a run directory (its latest checkpoint):
+    """Continue training from a checkpoint (model_<it>.pt) or a run directory (its newest loadable checkpoint):
     networks, optimizer, normalizers, learning rate and the iteration count carry on, in a new run
-    directory. --agent.max-iterations then counts ADDITIONAL iterations."""
+    directory. --agent.max-iterations then counts ADDITIONAL iterations.
+    'auto' (with --run-name NAME; requeue-safe): continue the newest run named NAME in its own directory if it
+    has a checkpoint, else start it; --agent.max-iterations is then the run's total."""
+    max_restarts: int = 0
+    """Restart a failed run (a rank raised, was killed, lost its peer or hung) up to this many times, from the
+    newest loadable checkpoint of the same run directory; counters carry on. Restarts go to <run dir>/restarts.jsonl."""
+    timeout: float = 300.0
+    """End the job when no rank has made progress for this many seconds, naming the stuck rank(s); 0 disables.
+    The clock starts once every rank has built its environment, so cold kernel compiles do not count."""
+    oversubscribe: bool = False
+    """Allow more --cpu-workers than this process may use cores (each worker then gets a fraction of one)."""
     kernel_compile_wait_s: float = 3600.0
     """Seconds the other ranks of a machine wait while its first rank compiles the environment's Warp kernels
     on a cold kernel cache (minutes on a GPU), before they stop with an error. The wait is on the rendezvous
     store, outside any collective, so torchrunx's 600 s worker timeout does not apply to it."""
     dry_run: bool = False
     """Print the launch plan as one JSON object and exit, starting and writing nothing."""
+
+
+def check_run_options(cfg: TrainConfig) -> None:
+    """Raise ValueError (one line, naming the flag) for restart, timeout and resume settings that cannot work."""
+    if cfg.max_restarts < 0:
+        raise ValueError(f"--max-restarts must be 0 or more, got {cfg.max_restarts}")
+    if not 0 <= cfg.timeout < math.inf:
+        raise ValueError(f"--timeout must be a number of seconds, 0 or more (0 disables it), got {cfg.timeout}")
+    if cfg.resume == Path("auto") and not cfg.run_name:
+        raise ValueError("--resume auto continues the run named by --run-name; give --run-name NAME")

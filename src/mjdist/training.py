@@ -4,6 +4,7 @@ and what came of it. The ``train`` command parses its flags into the same TrainC
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import os
@@ -14,10 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mjdist.checkpoints import CHECKPOINT_NAME, checkpoint_iteration, read_checkpoint, resolve_checkpoint
-from mjdist.config import TrainConfig
+from mjdist.config import TrainConfig, check_run_options
 from mjdist.errors import ConfigError, RankFailedError, UsageError
+from mjdist.failures import TrainingFailure
 from mjdist.launch.context import RankResult
+from mjdist.launch.devices import check_cpu_workers
 from mjdist.launch.plan import LaunchPlan, make_plan
+from mjdist.launch.requeue import AUTO, find_continuation
 from mjdist.launch.selection import GpuIds, cpu_worker_flag, gpu_id_flags, select_devices
 from mjdist.overrides import resolve_config
 from mjdist.runs import check_writable, to_plain
@@ -45,7 +49,8 @@ class TrainResult:
     devices: tuple[str, ...]
     """Each rank's torch device, in rank order ('cpu', 'cuda:0', ...)."""
     iterations: int
-    """PPO iterations run (with ``resume``: in addition to the checkpoint's)."""
+    """PPO iterations run (with ``resume``: in addition to the checkpoint's; after restarts: by the last attempt;
+    0 when ``resume="auto"`` found the run already finished)."""
     wall_time_s: float
     """Seconds from the launch to the last rank's return (start-up and kernel compiles included)."""
     env_steps_per_s: float | None
@@ -61,7 +66,7 @@ class TrainResult:
     exports: tuple[Path, ...]
     """Files under ``<run dir>/exported`` (the TorchScript policy)."""
     parameter_digest: str
-    """sha256 of the final actor and critic parameters (the same on every rank)."""
+    """sha256 of the final actor and critic parameters (the same on every rank); '' when nothing was trained."""
     ranks: tuple[RankResult, ...]
     """What each rank reported, in rank order: its digests and the timing of each iteration."""
 
@@ -81,6 +86,9 @@ def train(
     run_name: str = "",
     resume: str | os.PathLike[str] | None = None,
     torchrunx_log_dir: str | None = None,
+    max_restarts: int = 0,
+    timeout: float = TrainConfig.timeout,
+    oversubscribe: bool = False,
 ) -> TrainResult:
     """Train a PPO policy on ``task`` and return the run's result; the ``train`` command, as a function.
 
@@ -97,8 +105,15 @@ def train(
         log_root: Runs go to ``<log_root>/<experiment>/<timestamp>[_<run_name>]``.
         run_name: Suffix of the run directory's name.
         resume: A checkpoint or run directory to continue from; ``agent.max_iterations`` then counts the
-            additional iterations.
+            additional iterations. ``"auto"`` (with ``run_name``; requeue-safe): continue the newest run named
+            ``run_name`` in its own directory from its newest loadable checkpoint, or start it;
+            ``agent.max_iterations`` is then the run's total.
         torchrunx_log_dir: Per-rank log files of a multi-rank run (default ``<run dir>/torchrunx``; ``""``: none).
+        max_restarts: Restart a failed run (a rank raised, was killed, or hung) up to this many times from the
+            newest loadable checkpoint of the same run directory; each restart goes to ``<run dir>/restarts.jsonl``.
+        timeout: End the job when no rank has made progress for this many seconds, naming the stuck ranks
+            (0 disables); the clock starts once every rank has built its environment.
+        oversubscribe: Allow more ``cpu_workers`` than this process may use cores.
 
     Returns:
         The run directory, checkpoints, final metrics, per-rank timings and the parameter digest.
@@ -107,7 +122,8 @@ def train(
         UsageError: Bad input (an unknown task, a bad config value or override, unusable devices, a log root
             that cannot be written, an unusable checkpoint); nothing was started or written. Its kinds are
             ConfigError, DeviceSelectionError and CheckpointError.
-        RankFailedError: A rank raised or was killed; ``.rank`` names it. Every process of the job was ended.
+        RankFailedError: A rank raised, was killed or hung (after ``max_restarts`` restarts); ``.rank`` names it
+            when a single rank is to blame. Every process of the job was ended.
         KeyboardInterrupt: Ctrl-C or SIGTERM; every rank stopped after its current iteration, which rank 0 saved.
     """
     spec = get_task(task)
@@ -120,6 +136,9 @@ def train(
         cpu_workers=cpu_worker_flag(cpu_workers),
         torchrunx_log_dir=torchrunx_log_dir,
         resume=None if resume is None else Path(resume),
+        max_restarts=max_restarts,
+        timeout=timeout,
+        oversubscribe=oversubscribe,
     )
     return run_training(spec, cfg)
 
@@ -130,12 +149,16 @@ def plan_training(spec: TaskSpec, cfg: TrainConfig) -> LaunchPlan:
     try:
         cfg.env.validate()
         cfg.agent.validate()
+        check_run_options(cfg)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     selection = select_devices(cfg.gpu_ids, cfg.cpu_workers, check_gpus=not cfg.dry_run)
-    resume_from = _checked_resume(spec.name, cfg.resume) if cfg.resume is not None else None
-    plan = make_plan(spec.name, cfg, selection, os.environ, datetime.datetime.now(), resume_from)
+    run_dir, resume_from = _start_point(spec.name, cfg)
+    plan = make_plan(spec.name, cfg, selection, os.environ, datetime.datetime.now(), resume_from, run_dir)
+    if cfg.resume == AUTO:
+        plan = dataclasses.replace(plan, end_iteration=cfg.agent.max_iterations)
     if not cfg.dry_run:
+        check_cpu_workers(selection, len(os.sched_getaffinity(0)), cfg.oversubscribe)
         try:
             check_writable(plan.run_dir_path)
         except ValueError as error:
@@ -146,12 +169,18 @@ def plan_training(spec: TaskSpec, cfg: TrainConfig) -> LaunchPlan:
 
 
 def run_training(spec: TaskSpec, cfg: TrainConfig) -> TrainResult:
-    """Plan the run, train on every rank, check that the ranks agree, and collect the result."""
+    """Plan the run, train on every rank (restarted up to ``cfg.max_restarts`` times), check that the ranks agree,
+    and collect the result."""
+    from mjdist.launch.restarts import train_with_restarts
+
     plan = plan_training(spec, cfg)
+    if _already_done(plan):
+        log.info("Run %s already did its %d iterations; nothing to do", plan.run_dir, plan.end_iteration)
+        return _result(plan, cfg, (), 0.0)
     ranks = ", ".join(f"{r.rank}:{r.device}" for r in plan.ranks)
     log.info("Training %s on %d rank(s) [%s]; run directory: %s", plan.task, plan.world_size, ranks, plan.run_dir)
     start = time.perf_counter()
-    results = train_on_ranks(plan, cfg, spec)
+    results = train_with_restarts(plan, cfg, spec)
     wall_time_s = time.perf_counter() - start
     digests = {result.parameter_digest for result in results}
     if len(digests) > 1:
@@ -167,10 +196,24 @@ def run_training(spec: TaskSpec, cfg: TrainConfig) -> TrainResult:
 
 
 def train_on_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
-    """Train on every rank of a plan already made and checked; the ranks' results in rank order."""
-    from mjdist.launch.launcher import run_ranks
+    """Train on every rank of a plan already made and checked, once; the ranks' results in rank order.
 
-    return run_ranks(plan, _train_rank, plan, cfg, spec, stopped=INTERRUPTED_AFTER_ITERATION)
+    A failure during training is a RankFailedError naming its cause (in this process too, so that restarts
+    see every failure alike); a checkpoint that does not fit, found while the ranks load it, stays a
+    CheckpointError (a UsageError).
+    """
+    from mjdist.launch.launcher import run_ranks
+    from mjdist.launch.worker import first_line
+
+    try:
+        return run_ranks(plan, _train_rank, plan, cfg, spec, stopped=INTERRUPTED_AFTER_ITERATION, timeout_s=cfg.timeout)
+    except (UsageError, RankFailedError, KeyboardInterrupt):
+        raise
+    except TrainingFailure as failure:  # raised in this process (one rank): its message says it all
+        raise RankFailedError(f"{type(failure).__name__}: {failure}", 0) from failure
+    except Exception as error:
+        log.error("Training raised:", exc_info=True)
+        raise RankFailedError(f"{type(error).__name__}: {first_line(error)}", 0) from error
 
 
 def _train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult:
@@ -180,15 +223,34 @@ def _train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResul
     return train_rank(plan, cfg, spec)
 
 
+def _start_point(task: str, cfg: TrainConfig) -> tuple[Path | None, Path | None]:
+    """``(run_dir, resume_from)``: the named run's own directory and newest checkpoint under ``--resume auto``
+    (None, None for a run not started yet); a new run directory and --resume's checkpoint otherwise."""
+    if cfg.resume == AUTO:
+        found = find_continuation(cfg.log_root / cfg.agent.experiment_name, cfg.run_name, task)
+        if found.resume_from is not None:
+            log.info("Continuing run %s from %s (--resume auto)", found.run_dir, found.resume_from.name)
+        return found.run_dir, found.resume_from
+    return None, _checked_resume(task, cfg.resume) if cfg.resume is not None else None
+
+
 def _checked_resume(task: str, resume: Path) -> Path:
     """The checkpoint to resume from, read once here so that a bad one is refused before anything starts."""
-    checkpoint = resolve_checkpoint(resume)
+    checkpoint = resolve_checkpoint(resume, task)
     read_checkpoint(checkpoint, task)
     return checkpoint
 
 
+def _already_done(plan: LaunchPlan) -> bool:
+    """A run continued by --resume auto whose newest checkpoint is its last iteration."""
+    if plan.end_iteration is None or plan.resume_from is None:
+        return False
+    return checkpoint_iteration(Path(plan.resume_from)) + 1 >= plan.end_iteration
+
+
 def _result(plan: LaunchPlan, cfg: TrainConfig, ranks: tuple[RankResult, ...], wall_time_s: float) -> TrainResult:
-    main = ranks[0]
+    """The run's result; ``ranks`` is empty when nothing was left to train (a finished run under resume auto)."""
+    main = ranks[0] if ranks else None
     run_dir = plan.run_dir_path
     exported = run_dir / "exported"
     return TrainResult(
@@ -196,16 +258,18 @@ def _result(plan: LaunchPlan, cfg: TrainConfig, ranks: tuple[RankResult, ...], w
         run_dir=run_dir,
         world_size=plan.world_size,
         devices=tuple(rank.device for rank in plan.ranks),
-        iterations=len(main.iterations),
+        iterations=len(main.iterations) if main else 0,
         wall_time_s=wall_time_s,
-        env_steps_per_s=_env_steps_per_s(main, cfg.agent.num_steps_per_env * cfg.env.num_envs * plan.world_size),
-        mean_reward=main.mean_reward,
-        mean_episode_length=main.mean_episode_length,
+        env_steps_per_s=_env_steps_per_s(main, cfg.agent.num_steps_per_env * cfg.env.num_envs * plan.world_size)
+        if main
+        else None,
+        mean_reward=main.mean_reward if main else None,
+        mean_episode_length=main.mean_episode_length if main else None,
         checkpoints=tuple(
             sorted((p for p in run_dir.iterdir() if CHECKPOINT_NAME.match(p.name)), key=checkpoint_iteration)
         ),
         exports=tuple(sorted(p for p in exported.rglob("*") if p.is_file())) if exported.is_dir() else (),
-        parameter_digest=main.parameter_digest,
+        parameter_digest=main.parameter_digest if main else "",
         ranks=ranks,
     )
 

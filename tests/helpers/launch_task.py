@@ -1,11 +1,13 @@
 """Launch the (optionally faulty) cart-pole through mjdist's real launcher and print the ranks' results.
 
-``launch_task.py LOG_ROOT WORKERS ITERATIONS`` prints one JSON list of RankResult dicts on stdout and exits like
+``launch_task.py LOG_ROOT WORKERS ITERATIONS [--num-envs N] [--save-interval N] [--max-restarts N]
+[--timeout S] [--learning-rate LR]`` prints one JSON list of RankResult dicts on stdout and exits like
 ``train``: 0 on success, 1 when a rank failed, 130 when interrupted. Faults: see faulty_task.py.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import json
@@ -20,21 +22,40 @@ from mjdist.config import TrainConfig
 from mjdist.errors import RankFailedError
 from mjdist.launch.devices import resolve_devices
 from mjdist.launch.plan import make_plan
-from mjdist.training import train_on_ranks
+from mjdist.launch.restarts import train_with_restarts
 
 
 def main() -> int:
-    log_root, workers, iterations = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    parser = argparse.ArgumentParser()
+    parser.add_argument("log_root", type=Path)
+    parser.add_argument("workers")
+    parser.add_argument("iterations", type=int)
+    parser.add_argument("--num-envs", type=int, default=64)
+    parser.add_argument("--num-steps-per-env", type=int, default=FAULTY.agent.num_steps_per_env)
+    parser.add_argument("--save-interval", type=int, default=5)
+    parser.add_argument("--max-restarts", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=TrainConfig.timeout)
+    parser.add_argument("--learning-rate", type=float, default=FAULTY.agent.algorithm.learning_rate)
+    args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    agent = FAULTY.agent
     cfg = TrainConfig(
-        env=dataclasses.replace(FAULTY.env, num_envs=64),
-        agent=dataclasses.replace(FAULTY.agent, max_iterations=iterations, save_interval=5),
-        log_root=log_root,
+        env=dataclasses.replace(FAULTY.env, num_envs=args.num_envs),
+        agent=dataclasses.replace(
+            agent,
+            max_iterations=args.iterations,
+            save_interval=args.save_interval,
+            num_steps_per_env=args.num_steps_per_env,
+            algorithm=dataclasses.replace(agent.algorithm, learning_rate=args.learning_rate, schedule="fixed"),
+        ),
+        log_root=args.log_root,
+        max_restarts=args.max_restarts,
+        timeout=args.timeout,
     )
-    selection = resolve_devices(["None"], workers, None, 0, os.cpu_count() or 1)
+    selection = resolve_devices(["None"], args.workers, None, 0, os.cpu_count() or 1)
     plan = make_plan(FAULTY.name, cfg, selection, os.environ, datetime.datetime.now())
     try:
-        results = train_on_ranks(plan, cfg, FAULTY)
+        results = train_with_restarts(plan, cfg, FAULTY)
     except KeyboardInterrupt as interrupt:
         logging.error("Interrupted: %s", interrupt)
         return 130

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -120,8 +121,8 @@ class BenchConfig:
                 raise ValueError(f"{flag} must be at least 1, got {value}")
         if not self.num_envs:
             raise ValueError("--num-envs needs at least one value")
-        if self.duration <= 0:
-            raise ValueError(f"--duration must be positive, got {self.duration}")
+        if not 0 < self.duration < math.inf:
+            raise ValueError(f"--duration must be a positive number of seconds, got {self.duration}")
         if not self.physics.graph_capture and not self.physics.rollout:
             raise ValueError("--physics.graph-capture is empty and --physics.no-rollout is set: nothing to measure")
         if not self.launch.caches:

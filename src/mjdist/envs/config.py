@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -25,6 +26,9 @@ class EnvConfig:
     """Contacts allocated per world (MuJoCo-Warp's default if None)."""
     njmax: int | None = None
     """Constraint rows allocated per world (MuJoCo-Warp's default if None)."""
+    max_abs_qvel: float = 1e4
+    """A world whose joint velocities exceed this (or whose state turns NaN/Inf) has diverged: it is reset,
+    and counted as termination reason 'diverged'."""
 
     def validate(self) -> None:
         """Raise ValueError (one line, naming the flag) for settings that cannot work."""
@@ -32,5 +36,7 @@ class EnvConfig:
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"--env.{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.action_clip <= 0:
-            raise ValueError(f"--env.action-clip must be positive, got {self.action_clip}")
+        for name in ("action_clip", "action_scale", "max_abs_qvel"):
+            value = getattr(self, name)
+            if not 0 < value < math.inf:
+                raise ValueError(f"--env.{name.replace('_', '-')} must be a positive finite number, got {value}")

@@ -92,6 +92,7 @@ class MjWarpEnv(ABC):
         self.actions = torch.zeros(n, self.num_actions, device=self.device)
         self.prev_actions = torch.zeros_like(self.actions)
         self.terminated = torch.zeros(n, dtype=torch.bool, device=self.device)
+        self._diverged_count = torch.zeros((), dtype=torch.long, device=self.device)
         self._weights = torch.tensor(list(self.reward_weights.values()), device=self.device)
         self.episode_sums = torch.zeros(n, len(self.reward_weights), device=self.device)
         """Weighted reward of the current episodes so far, one column per term of ``reward_weights``."""
@@ -154,9 +155,8 @@ class MjWarpEnv(ABC):
         self.episode_length_buf += 1
         self.after_physics_step()
 
-        reasons = self.terminations()
-        # A task without termination reasons never fails: episode_length_buf < 0 is all False.
-        terminated = functools.reduce(operator.or_, reasons.values()) if reasons else self.episode_length_buf < 0
+        reasons = {**self.terminations(), "diverged": self._diverged()}
+        terminated = functools.reduce(operator.or_, reasons.values())
         self.terminated = terminated
         time_outs = (self.episode_length_buf >= self.max_episode_length) & ~terminated  # a failure is never cut short
         reward = self._reward()
@@ -226,11 +226,24 @@ class MjWarpEnv(ABC):
                 mjw.step(self.wp_model, self.wp_data)
         return capture.graph
 
+    def take_diverged_count(self) -> torch.Tensor:
+        """Worlds reset for diverged physics since the last call (a 0-d tensor; reading it is the caller's sync)."""
+        count, self._diverged_count = self._diverged_count, torch.zeros_like(self._diverged_count)
+        return count
+
+    def _diverged(self) -> torch.Tensor:
+        """Worlds whose state is NaN/Inf or whose velocities left ``max_abs_qvel``; counted, without a sync."""
+        sane = (self.qvel.abs() <= self.cfg.max_abs_qvel).all(dim=-1) & torch.isfinite(self.qpos).all(dim=-1)
+        diverged = ~sane
+        self._diverged_count += diverged.sum()
+        return diverged
+
     def _reward(self) -> torch.Tensor:
         if not self.reward_weights:
             return torch.zeros(self.num_envs, device=self.device)
         terms = self.reward_terms()
         weighted = torch.stack([terms[name] for name in self.reward_weights], dim=-1) * self._weights
+        weighted = torch.nan_to_num(weighted, nan=0.0, posinf=0.0, neginf=0.0)  # worlds that diverged
         self.episode_sums += weighted
         return weighted.sum(dim=-1)
 

@@ -39,5 +39,9 @@ class RslRlVecEnv(VecEnv):
         dones = (terminated | time_outs).long()
         return self._as_tensordict(obs), reward, dones, extras
 
+    def take_diverged_count(self) -> torch.Tensor:
+        """Worlds reset for diverged physics since the last call (see :meth:`MjWarpEnv.take_diverged_count`)."""
+        return self.env.take_diverged_count()
+
     def _as_tensordict(self, obs: dict[str, torch.Tensor]) -> TensorDict:
         return TensorDict(obs, batch_size=[self.num_envs], device=self.device)

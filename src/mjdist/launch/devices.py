@@ -227,3 +227,12 @@ def _describe_visibility(cuda_visible_devices: str | None, device_count: int) ->
         devices = "device" if device_count == 1 else "devices"
         return f"CUDA_VISIBLE_DEVICES is unset; torch sees {device_count} CUDA {devices}"
     return f"CUDA_VISIBLE_DEVICES={cuda_visible_devices!r}"
+
+
+def check_cpu_workers(selection: DeviceSelection, usable_cores: int, oversubscribe: bool) -> None:
+    """Refuse more CPU workers than usable cores (each would get a fraction of one), unless asked for."""
+    if selection.kind == "cpu" and selection.world_size > max(usable_cores, 1) and not oversubscribe:
+        raise DeviceSelectionError(
+            f"--cpu-workers {selection.world_size} is more than the {usable_cores} core(s) this process may use; "
+            "use --cpu-workers auto, or add --oversubscribe to start them anyway"
+        )

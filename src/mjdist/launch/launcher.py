@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -19,8 +20,10 @@ import psutil
 import torchrunx
 
 from mjdist.errors import RankFailedError
+from mjdist.launch import heartbeat
 from mjdist.launch.log_routing import log_handlers
 from mjdist.launch.plan import LaunchPlan
+from mjdist.launch.watchdog import HangWatchdog
 from mjdist.launch.worker import first_line, pack_job, run_worker
 from mjdist.rl.interrupt import handling, raise_interrupt
 
@@ -38,26 +41,73 @@ ENV_VARS_FOR_RANKS = (
 CLEANUP_GRACE_S = 3.0
 STOPPED_ON_REQUEST = "every rank stopped on request"
 PR_SET_CHILD_SUBREAPER = 36
+HANG_SIGNAL = signal.SIGUSR2
+"""Sent to the main thread of a single-process run by its hang watchdog; raises :class:`Hung` there."""
+HANG_EXIT_GRACE_S = 10.0
+"""A single process whose main thread does not react to the hang signal (stuck in C code) exits after this."""
 
 T = TypeVar("T")
 
 
-def run_ranks(plan: LaunchPlan, rank_fn: Callable[..., T], *args: object, stopped: str = STOPPED_ON_REQUEST) -> list[T]:
+class Hung(Exception):
+    """The single-process hang watchdog stopped training."""
+
+
+def run_ranks(
+    plan: LaunchPlan,
+    rank_fn: Callable[..., T],
+    *args: object,
+    stopped: str = STOPPED_ON_REQUEST,
+    timeout_s: float = 0.0,
+) -> list[T]:
     """Call ``rank_fn(*args)`` on every rank of the plan and return the values in rank order.
 
     ``rank_fn`` reads its rank from the environment (see RankContext). A failure raises RankFailedError naming
     the first rank that failed. Ctrl-C or SIGTERM asks the ranks to stop (SIGUSR1, a KeyboardInterrupt there),
     and raises KeyboardInterrupt(``stopped``) once they have; a second one stops them at once. No process of
-    the job survives either.
+    the job survives either. With ``timeout_s`` > 0 a hang watchdog ends the job (a RankFailedError naming the
+    stuck ranks) once no rank has beaten (:mod:`mjdist.launch.heartbeat`) for that long.
     """
     if plan.world_size == 1:
-        with _signals_as_interrupt():
-            return [rank_fn(*args)]
-    return _launch_ranks(plan, rank_fn, args, stopped)
+        return [_run_in_process(rank_fn, args, timeout_s)]
+    return _launch_ranks(plan, rank_fn, args, stopped, timeout_s)
 
 
-def _launch_ranks(plan: LaunchPlan, rank_fn: Callable[..., T], args: tuple[object, ...], stopped: str) -> list[T]:
-    with tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file:
+def _run_in_process(rank_fn: Callable[..., T], args: tuple[object, ...], timeout_s: float) -> T:
+    watchdog = HangWatchdog(1, timeout_s, lambda: _hang_main_thread(watchdog))
+    heartbeat.set_in_process_sink(watchdog.record)
+    try:
+        with _signals_as_interrupt(), handling((HANG_SIGNAL,), _raise_hung), _watching(watchdog, timeout_s):
+            return rank_fn(*args)
+    except Hung as hung:
+        raise RankFailedError(watchdog.cause or "hung", 0) from hung
+    finally:
+        heartbeat.set_in_process_sink(None)
+
+
+def _watching(watchdog: HangWatchdog, timeout_s: float) -> contextlib.AbstractContextManager[None]:
+    return watchdog.watching() if timeout_s > 0 else contextlib.nullcontext()
+
+
+def _raise_hung(signum: int, frame: object) -> None:
+    raise Hung
+
+
+def _hang_main_thread(watchdog: HangWatchdog) -> None:
+    """Interrupt the single process's rank function with :class:`Hung`; exit if it cannot be interrupted."""
+    signal.pthread_kill(threading.main_thread().ident or 0, HANG_SIGNAL)
+    if not watchdog.wait_stopped(HANG_EXIT_GRACE_S):
+        log.error("Training failed: %s; the process did not respond, exiting", watchdog.cause)
+        os._exit(1)
+
+
+def _launch_ranks(
+    plan: LaunchPlan, rank_fn: Callable[..., T], args: tuple[object, ...], stopped: str, timeout_s: float
+) -> list[T]:
+    with (
+        tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file,
+        tempfile.NamedTemporaryFile(prefix="mjdist-progress-", suffix=".log") as progress_file,
+    ):
         launcher = torchrunx.Launcher(
             hostnames=["localhost"],
             workers_per_host=plan.world_size,
@@ -66,21 +116,48 @@ def _launch_ranks(plan: LaunchPlan, rank_fn: Callable[..., T], args: tuple[objec
             extra_env_vars={"CUDA_VISIBLE_DEVICES": plan.rank_visible_devices} if plan.rank_visible_devices else None,
         )
         launcher.set_logging_handlers(
-            partial(log_handlers, ["localhost"], [plan.world_size], plan.torchrunx_log_dir, failure_file.name)
+            partial(
+                log_handlers,
+                ["localhost"],
+                [plan.world_size],
+                plan.torchrunx_log_dir,
+                failure_file.name,
+                progress_file.name,
+            )
         )
         log.info("Launching %d ranks (%s) through torchrunx", plan.world_size, plan.backend)
         stop = _RankStopper()
+        watchdog = HangWatchdog(plan.world_size, timeout_s, _kill_workers, Path(progress_file.name))
         try:
-            with stop.on_signals(), _no_orphans():
+            with stop.on_signals(), _no_orphans(), _watching(watchdog, timeout_s):
                 result = launcher.run(run_worker, pack_job(rank_fn, *args))
         except KeyboardInterrupt as interrupt:
             raise KeyboardInterrupt("every rank was stopped at once") from interrupt
         except Exception as error:
             if stop.requested:
                 raise KeyboardInterrupt(stopped) from error
+            if watchdog.cause is not None:
+                raise RankFailedError(watchdog.cause) from error
             rank, message = failure_summary(Path(failure_file.name).read_text().splitlines(), plan.world_size, error)
             raise RankFailedError(message, rank) from error
     return [result.rank(rank) for rank in range(plan.world_size)]
+
+
+def _worker_processes() -> list[psutil.Process]:
+    """This launcher's rank processes (torchrunx starts them with multiprocessing's spawn)."""
+    workers = []
+    for process in psutil.Process(os.getpid()).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if any("spawn_main" in part for part in process.cmdline()):
+                workers.append(process)
+    return workers
+
+
+def _kill_workers() -> None:
+    """End every rank at once (the hang watchdog's verdict); the agents then report the job as failed."""
+    for process in _worker_processes():
+        with contextlib.suppress(psutil.Error):
+            process.kill()
 
 
 def failure_summary(reported: list[str], world_size: int, error: Exception) -> tuple[int | None, str]:
@@ -127,10 +204,9 @@ class _RankStopper:
             "Asking every rank to stop (training ranks finish their iteration, which rank 0 saves); interrupt again "
             "to stop at once"
         )
-        for process in psutil.Process(os.getpid()).children(recursive=True):
+        for process in _worker_processes():
             with contextlib.suppress(psutil.Error):
-                if any("spawn_main" in part for part in process.cmdline()):
-                    process.send_signal(signal.SIGUSR1)
+                process.send_signal(signal.SIGUSR1)
 
 
 @contextlib.contextmanager

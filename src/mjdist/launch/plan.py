@@ -48,6 +48,9 @@ class LaunchPlan:
     """torch intra-op threads per rank (1 per CPU worker unless OMP_NUM_THREADS is set; None: torch's default)."""
     resume_from: str | None = None
     """Checkpoint every rank loads before training (None: start from scratch)."""
+    end_iteration: int | None = None
+    """Iterations done when training stops, counting those before resume_from (None: --agent.max-iterations more
+    than resume_from's). Set when a run continues in its own directory (restarts, --resume auto)."""
 
     @property
     def rank_visible_devices(self) -> str | None:
@@ -74,9 +77,10 @@ def make_plan(
     environ: Mapping[str, str],
     now: datetime.datetime,
     resume_from: Path | None = None,
+    run_dir: Path | None = None,
 ) -> LaunchPlan:
-    """Resolve devices, seeds and directories for every rank."""
-    run_dir = run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
+    """Resolve devices, seeds and directories for every rank; a new run directory unless ``run_dir`` is given."""
+    run_dir = run_dir or run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
     return LaunchPlan(
         task=task,
         world_size=selection.world_size,

@@ -56,7 +56,7 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
             resume(runner, Path(plan.resume_from), ctx.device)
         if ctx.is_main:
             write_params(plan.run_dir_path, {"env": cfg.env, "agent": cfg.agent, "launch": plan.to_json()})
-        runner.learn(cfg.agent.max_iterations)
+        runner.learn(iterations_to_run(plan, cfg, runner.current_learning_iteration))
         if ctx.is_main:
             with warnings.catch_warnings():  # torch deprecates jit.script, which rsl_rl's exporter uses
                 warnings.simplefilter("ignore", FutureWarning)
@@ -121,6 +121,13 @@ def resume(runner: DistributedRunner, checkpoint: Path, device: str) -> None:
     """Load everything the checkpoint holds; the next iteration is numbered after the checkpoint's."""
     runner.load_checkpoint(checkpoint, device)
     runner.current_learning_iteration = checkpoint_iteration(checkpoint) + 1
+
+
+def iterations_to_run(plan: LaunchPlan, cfg: TrainConfig, next_iteration: int) -> int:
+    """--agent.max-iterations from the start point, or what is left to the plan's end iteration."""
+    if plan.end_iteration is None:
+        return cfg.agent.max_iterations
+    return max(plan.end_iteration - next_iteration, 0)
 
 
 def network_digest(actor: torch.nn.Module, critic: torch.nn.Module) -> str:

@@ -50,6 +50,9 @@ def run_worker(job: bytes) -> object:
         if _lost_peer(error):
             log.error("rank %d stopped: another rank went away (%s)", rank, first_line(error),
                       extra=failure_record(rank, "lost-peer", first_line(error)))  # fmt: skip
+        elif _says_it_all(error):
+            summary = f"{type(error).__name__}: {first_line(error)}"
+            log.critical("rank %d failed: %s", rank, summary, extra=failure_record(rank, "error", summary))
         else:
             summary = f"{type(error).__name__}: {first_line(error)}"
             log.critical("rank %d failed:\n%s", rank, traceback.format_exc(),
@@ -77,6 +80,13 @@ def _lost_peer(error: BaseException) -> bool:
     import torch.distributed as dist
 
     return isinstance(error, dist.DistError) or "by peer" in str(error)
+
+
+def _says_it_all(error: BaseException) -> bool:
+    """A training failure whose one-line message is the whole story (no traceback needed)."""
+    from mjdist.failures import TrainingFailure
+
+    return isinstance(error, TrainingFailure)
 
 
 def _die_with_parent() -> None:

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mjdist.checkpoints import CheckpointError, latest_checkpoint, latest_run, read_checkpoint, resolve_checkpoint
+from mjdist.checkpoints import (
+    CheckpointError,
+    latest_run,
+    newest_loadable_checkpoint,
+    read_checkpoint,
+    resolve_checkpoint,
+)
 from mjdist.envs.config import EnvConfig
 from mjdist.errors import ConfigError, UsageError
 from mjdist.launch.devices import DeviceSelectionError
@@ -194,14 +200,14 @@ def _device(cfg: PlayConfig) -> str:
 
 
 def _checkpoint_path(spec: TaskSpec, cfg: PlayConfig) -> Path:
-    """--checkpoint as given, the latest checkpoint of --run, or that of the newest run under --log-root."""
+    """--checkpoint as given, the newest loadable checkpoint of --run, or that of the newest run under --log-root."""
     if cfg.checkpoint is not None and cfg.run is not None:
         raise UsageError("give --checkpoint or --run, not both")
     if cfg.checkpoint is not None:
-        return resolve_checkpoint(cfg.checkpoint)
+        return resolve_checkpoint(cfg.checkpoint, spec.name)
     if cfg.run is not None:
-        return latest_checkpoint(cfg.run)
-    return latest_checkpoint(latest_run(cfg.log_root / spec.agent.experiment_name))
+        return newest_loadable_checkpoint(cfg.run, spec.name)
+    return newest_loadable_checkpoint(latest_run(cfg.log_root / spec.agent.experiment_name), spec.name)
 
 
 def _play(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -86,14 +87,24 @@ class AgentConfig:
                 raise ValueError(f"--agent.{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.algorithm.num_mini_batches < 1 or self.algorithm.num_learning_epochs < 1:
             raise ValueError("--agent.algorithm.num-mini-batches and num-learning-epochs must be at least 1")
-        if self.init_noise_std <= 0:
-            raise ValueError(f"--agent.init-noise-std must be positive, got {self.init_noise_std}")
+        if not 0 < self.init_noise_std < math.inf:
+            raise ValueError(f"--agent.init-noise-std must be a positive finite number, got {self.init_noise_std}")
+        for name in ("learning_rate", "clip_param", "max_grad_norm", "desired_kl"):
+            value = getattr(self.algorithm, name)
+            if not 0 < value < math.inf:
+                flag = f"--agent.algorithm.{name.replace('_', '-')}"
+                raise ValueError(f"{flag} must be a positive finite number, got {value}")
+        for name in ("gamma", "lam"):
+            value = getattr(self.algorithm, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"--agent.algorithm.{name} must be between 0 and 1, got {value}")
 
     def to_rsl_rl(self, run_name: str) -> dict:
         """The ``train_cfg`` dict for ``rsl_rl.runners.OnPolicyRunner``."""
         return {
             "num_steps_per_env": self.num_steps_per_env,
             "save_interval": self.save_interval,
+            "check_for_nan": False,  # a host sync per step on GPUs; mjdist checks once per iteration (rl/health)
             "run_name": run_name,
             "obs_groups": {"actor": ["policy"], "critic": ["critic"]},
             "actor": {

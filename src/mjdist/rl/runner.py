@@ -15,8 +15,10 @@ from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 from torch.utils.tensorboard import SummaryWriter
 
-from mjdist.checkpoints import CheckpointError, load_weights_only
+from mjdist.checkpoints import CheckpointError, load_weights_only, write_checkpoint
 from mjdist.launch.context import IterationTiming
+from mjdist.launch.heartbeat import beat
+from mjdist.rl.health import IterationHealth, NonFiniteTrainingError, non_finite_parameters
 from mjdist.rl.interrupt import StopRequest, TrainingInterrupted
 from mjdist.rl.normalization import gather_normalizer_statistics
 from mjdist.rl.progress import ProgressLogger
@@ -33,6 +35,8 @@ class DistributedRunner(OnPolicyRunner):
     statistics in one all-gather per update instead of three all-reduces (:mod:`mjdist.rl.normalization`).
 
     ``iteration_timings`` records where each iteration's time went (collection, learning, gradient all-reduce).
+    Once per iteration the ranks also agree, in one all-reduce, on whether to stop, whether any loss or parameter
+    is non-finite, and how many worlds were reset for diverging physics (:mod:`mjdist.rl.health`).
     """
 
     def __init__(self, env: VecEnv, train_cfg: dict, log_dir: str | None, device: str, task: str) -> None:
@@ -53,15 +57,24 @@ class DistributedRunner(OnPolicyRunner):
         )
         self.stop_request = StopRequest()
         self.iteration_timings: list[IterationTiming] = []
+        self._start_iteration = 0
         self._sync_s = 0.0
         self._sync_events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._reduce_parameters = self.alg.reduce_parameters
         self.alg.reduce_parameters = self._timed_reduce_parameters  # type: ignore[method-assign]
+        self.health = IterationHealth()
+        self._broadcast_parameters = self.alg.broadcast_parameters
+        self.alg.broadcast_parameters = self._broadcast_and_start  # type: ignore[method-assign]
+        self._update = self.alg.update
+        self.alg.update = self._recorded_update  # type: ignore[method-assign]
 
     def learn(self, num_learning_iterations: int, init_at_random_ep_len: bool = False) -> None:
         """rsl_rl's loop; its console prints (model summaries, per-iteration blocks) go to the debug log."""
         try:
             with contextlib.redirect_stdout(_DebugLog()), self.stop_request.installed():
+                self._start_iteration = self.current_learning_iteration
+                if not self.is_distributed:  # rsl_rl broadcasts (and so starts) only with several ranks
+                    beat(self.gpu_global_rank, "started training")
                 super().learn(num_learning_iterations, init_at_random_ep_len)
         except TrainingInterrupted as stop:
             if self.logger.writer is not None:  # rank 0
@@ -87,6 +100,25 @@ class DistributedRunner(OnPolicyRunner):
         self._reduce_parameters()
         self._sync_s += time.perf_counter() - start_s
 
+    def _broadcast_and_start(self) -> None:
+        """rsl_rl's start-of-training broadcast: once it returns, every rank has built its environment."""
+        self._broadcast_parameters()
+        beat(self.gpu_global_rank, "started training")
+
+    def _recorded_update(self) -> dict[str, float]:
+        """rsl_rl's PPO update; its mean losses are kept for the end-of-iteration check."""
+        iteration = self._start_iteration + len(self.iteration_timings)
+        beat(self.gpu_global_rank, f"collected iteration {iteration + 1}")
+        try:
+            self.health.losses = self._update()
+        except RuntimeError as error:  # e.g. torch's Normal refusing a NaN std, mid-update
+            if not non_finite_parameters(self.alg.actor, self.alg.critic).item():
+                raise
+            self.health.losses = {}
+            cause = self.health.non_finite_cause(iteration, bad_parameters=True, bad_losses=False)
+            raise NonFiniteTrainingError(cause) from error
+        return self.health.losses
+
     def _end_iteration(self, iteration: int, collect_time: float, learn_time: float) -> None:
         if self._sync_events:
             self._sync_events[-1][1].synchronize()
@@ -94,15 +126,27 @@ class DistributedRunner(OnPolicyRunner):
             self._sync_events.clear()
         self.iteration_timings.append(IterationTiming(collect_time, learn_time, self._sync_s))
         self._sync_s = 0.0
-        self._stop_if_requested(iteration)
+        self._check_iteration(iteration)
+        beat(self.gpu_global_rank, f"finished iteration {iteration + 1}")
 
-    def _stop_if_requested(self, iteration: int) -> None:
-        """Stop after this iteration if any rank was asked to; all ranks decide together, so none waits alone."""
-        stop = self.stop_request.requested
+    def _check_iteration(self, iteration: int) -> None:
+        """Once per iteration, all ranks together (none waits alone): count the worlds reset for diverging
+        physics, stop on non-finite losses or parameters (before anything is saved), stop if asked to."""
+        local = (float(self.stop_request.requested), float(bool(self.health.bad_losses())))
+        flags = torch.cat(
+            (
+                torch.tensor(local, device=self.device),
+                non_finite_parameters(self.alg.actor, self.alg.critic).float().reshape(1),
+                self.env.take_diverged_count().float().reshape(1),  # type: ignore[attr-defined]
+            )
+        )
         if self.is_distributed:
-            flag = torch.tensor([float(stop)], device=self.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stop = bool(flag.item())
+            dist.all_reduce(flags)  # sums: any rank's stop request or bad loss counts for all
+        stop, bad_losses, bad_parameters, diverged_worlds = flags.tolist()
+        self.health.record_diverged(int(diverged_worlds), iteration, self.logger.writer)
+        failure = self.health.non_finite_cause(iteration, bool(bad_parameters), bool(bad_losses))
+        if failure is not None:
+            raise NonFiniteTrainingError(failure)
         if stop:
             raise TrainingInterrupted(iteration)
 
@@ -126,8 +170,17 @@ class DistributedRunner(OnPolicyRunner):
         return checkpoint["infos"]
 
     def save(self, path: str, infos: dict | None = None) -> None:
-        """rsl_rl's checkpoint, which also records the task and the train_cfg that built its networks."""
-        super().save(path, infos={"task": self.task, "train_cfg": self.cfg, **(infos or {})})
+        """rsl_rl's checkpoint, which also records the task and the train_cfg that built its networks, written
+        atomically (see :func:`mjdist.checkpoints.write_checkpoint`); never one with non-finite parameters."""
+        if non_finite_parameters(self.alg.actor, self.alg.critic).item():
+            raise NonFiniteTrainingError(
+                f"not saving {path}: non-finite parameters at iteration {self.current_learning_iteration + 1}"
+            )
+        state = self.alg.save()
+        state["iter"] = self.current_learning_iteration
+        state["infos"] = {"task": self.task, "train_cfg": self.cfg, **(infos or {})}
+        write_checkpoint(state, Path(path))
+        self.logger.save_model(path, self.current_learning_iteration)
 
     def _configure_multi_gpu(self) -> None:
         self.is_distributed = dist.is_initialized() and dist.get_world_size() > 1

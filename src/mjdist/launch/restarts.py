@@ -1,0 +1,89 @@
+"""Runs that survive: ``--max-restarts N`` and the requeue-safe ``--run-name NAME --resume auto``.
+
+Both continue a run in its own directory from its newest loadable checkpoint: iteration numbers, checkpoint
+names and TensorBoard steps carry on (TensorBoard drops the steps a restart repeats). Each restart is logged on
+the console and appended to ``<run dir>/restarts.jsonl`` with its cause.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from mjdist.checkpoints import CheckpointError, checkpoint_iteration, newest_loadable_checkpoint
+from mjdist.config import TrainConfig
+from mjdist.errors import RankFailedError
+from mjdist.launch.context import RankResult
+from mjdist.launch.plan import LaunchPlan
+from mjdist.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+RESTARTS_FILE = "restarts.jsonl"
+"""One JSON object per restart: restart, max_restarts, time, cause, resumed_from, next_iteration."""
+
+
+def with_end_iteration(plan: LaunchPlan, max_iterations: int) -> LaunchPlan:
+    """The plan with its end iteration fixed, so that a restart trains only what is left."""
+    if plan.end_iteration is not None:
+        return plan
+    start = checkpoint_iteration(Path(plan.resume_from)) + 1 if plan.resume_from is not None else 0
+    return dataclasses.replace(plan, end_iteration=start + max_iterations)
+
+
+def train_with_restarts(
+    plan: LaunchPlan,
+    cfg: TrainConfig,
+    spec: TaskSpec,
+    run: Callable[[LaunchPlan, TrainConfig, TaskSpec], list[RankResult]] | None = None,
+) -> list[RankResult]:
+    """``run`` the plan (default: :func:`mjdist.training.train_on_ranks`); after a RankFailedError (an interrupt
+    is a KeyboardInterrupt and ends it), run it again from the run's newest loadable checkpoint, up to
+    ``cfg.max_restarts`` times. The last failure, if any, is raised with the restart count."""
+    if run is None:
+        from mjdist.training import train_on_ranks as run
+    plan = with_end_iteration(plan, cfg.agent.max_iterations)
+    initial_checkpoint = plan.resume_from
+    for restart in range(cfg.max_restarts + 1):
+        try:
+            return run(plan, cfg, spec)
+        except RankFailedError as failure:
+            if restart == cfg.max_restarts:
+                if restart:
+                    raise RankFailedError(f"{failure} (after {restart} restart(s))", failure.rank) from failure
+                raise
+            plan = _restart_plan(plan, spec, initial_checkpoint)
+            _record(plan, restart + 1, cfg.max_restarts, str(failure))
+    raise AssertionError("unreachable")
+
+
+def _restart_plan(plan: LaunchPlan, spec: TaskSpec, initial_checkpoint: str | None) -> LaunchPlan:
+    try:
+        resume_from: str | None = str(newest_loadable_checkpoint(plan.run_dir_path, spec.name))
+    except CheckpointError:  # failed before its first checkpoint: start again where it started
+        resume_from = initial_checkpoint
+    return dataclasses.replace(plan, resume_from=resume_from)
+
+
+def _record(plan: LaunchPlan, restart: int, max_restarts: int, cause: str) -> None:
+    next_iteration = checkpoint_iteration(Path(plan.resume_from)) + 1 if plan.resume_from is not None else 0
+    start = f"from {Path(plan.resume_from).name}" if plan.resume_from is not None else "from scratch"
+    log.warning(
+        "Restart %d/%d after: %s; continuing %s at iteration %d of %s",
+        restart, max_restarts, cause, start, next_iteration + 1, plan.end_iteration,
+    )  # fmt: skip
+    record = {
+        "restart": restart,
+        "max_restarts": max_restarts,
+        "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cause": cause,
+        "resumed_from": plan.resume_from,
+        "next_iteration": next_iteration,
+    }
+    plan.run_dir_path.mkdir(parents=True, exist_ok=True)
+    with open(plan.run_dir_path / RESTARTS_FILE, "a") as restarts:
+        restarts.write(json.dumps(record) + "\n")
