@@ -133,6 +133,16 @@ class MjWarpEnv(ABC):
     def reset_task_state(self, env_ids: torch.Tensor) -> None:  # noqa: B027 - optional hook
         """Reset the task's own per-env buffers for ``env_ids``."""
 
+    def policy_observation_terms(self) -> dict[str, int]:
+        """The terms of the ``policy`` observation group, in order, with their widths (recorded in exported
+        policies); the default names the whole group as one term."""
+        return {"policy": self.obs["policy"].shape[-1]}
+
+    def deployment_metadata(self) -> dict[str, object]:
+        """What code running an exported policy needs besides its observations and actions (e.g. the pose that
+        actions are offsets from), as JSON-ready values; none by default."""
+        return {}
+
     # ---- the core ---------------------------------------------------------------------------------------
 
     def step(

@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 import random
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +17,13 @@ from mjdist.checkpoints import checkpoint_iteration
 from mjdist.config import TrainConfig
 from mjdist.envs.core import MjWarpEnv
 from mjdist.envs.vec_env import RslRlVecEnv
+from mjdist.exports import export_final_policy
 from mjdist.launch.context import RankContext, RankResult
 from mjdist.launch.kernel_cache import built_marker, mark_built
 from mjdist.launch.plan import LaunchPlan
 from mjdist.rl.runner import DistributedRunner
 from mjdist.runs import write_params
 from mjdist.tasks import TaskSpec
-
-EXPORTED_POLICY = "policy.pt"
-"""TorchScript policy written to <run dir>/exported/ after training: actions from the concatenated actor
-observations, normalization included; runs with plain torch (torch.jit.load), without mjdist."""
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +61,8 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
             write_params(plan.run_dir_path, {"env": cfg.env, "agent": cfg.agent, "launch": plan.to_json()})
         runner.learn(cfg.agent.max_iterations)
         if ctx.is_main:
-            with warnings.catch_warnings():  # torch deprecates jit.script, which rsl_rl's exporter uses
-                warnings.simplefilter("ignore", FutureWarning)
-                runner.export_policy_to_jit(str(plan.run_dir_path / "exported"), EXPORTED_POLICY)
+            final_checkpoint = plan.run_dir_path / f"model_{runner.current_learning_iteration}.pt"
+            export_final_policy(runner.alg.get_policy(), plan.run_dir_path, final_checkpoint)
     return RankResult(
         rank=ctx.rank,
         parameter_digest=network_digest(runner.alg.actor, runner.alg.critic),

@@ -16,6 +16,7 @@ from rsl_rl.runners import OnPolicyRunner
 from torch.utils.tensorboard import SummaryWriter
 
 from mjdist.checkpoints import CheckpointError
+from mjdist.exports import checkpoint_onnx_path, export_onnx, onnx_metadata
 from mjdist.launch.context import IterationTiming
 from mjdist.rl.interrupt import StopRequest, TrainingInterrupted
 from mjdist.rl.normalization import gather_normalizer_statistics
@@ -104,8 +105,14 @@ class DistributedRunner(OnPolicyRunner):
             ) from error
 
     def save(self, path: str, infos: dict | None = None) -> None:
-        """rsl_rl's checkpoint, which also records the task and the train_cfg that built its networks."""
+        """rsl_rl's checkpoint, which also records the task and the train_cfg that built its networks, and its
+        policy as ONNX in ``exported/`` (once per iteration: rsl_rl saves the last iteration twice when it falls on
+        the save interval)."""
         super().save(path, infos={"task": self.task, "train_cfg": self.cfg, **(infos or {})})
+        onnx_path = checkpoint_onnx_path(Path(path))
+        if not onnx_path.exists():
+            metadata = onnx_metadata(self.env.env, self.task, self.current_learning_iteration)  # type: ignore[attr-defined]
+            export_onnx(self.alg.get_policy(), onnx_path, metadata)
 
     def _configure_multi_gpu(self) -> None:
         self.is_distributed = dist.is_initialized() and dist.get_world_size() > 1
