@@ -11,6 +11,7 @@ to feed it and what its actions mean: see :func:`onnx_metadata`.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -24,9 +25,8 @@ import torch
 from rsl_rl.models import MLPModel
 
 from mjdist.envs.core import MjWarpEnv
+from mjdist.runs import EXPORT_DIR
 
-EXPORT_DIR = "exported"
-"""Sub-directory of the run directory that holds the exports."""
 TORCHSCRIPT_POLICY = "policy.pt"
 """The final policy as TorchScript: ``torch.jit.load(path)(obs)`` runs with plain torch."""
 ONNX_POLICY = "policy.onnx"
@@ -34,7 +34,7 @@ ONNX_POLICY = "policy.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "obs", "actions"
 """Names of the ONNX model's input ``[batch, observation size]`` and output ``[batch, actions]``."""
 
-log = logging.getLogger(__name__)
+EXPORTER_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
 
 
 def checkpoint_onnx_path(checkpoint: Path) -> Path:
@@ -106,13 +106,16 @@ def export_final_policy(policy: MLPModel, run_dir: Path, final_checkpoint: Path)
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """torch's ONNX exporter prints its steps and warns about optional packages (torchvision) it does not need."""
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)
+    """torch's ONNX exporter prints its steps, its graph optimizer logs each rewrite, and both warn about optional
+    packages (torchvision) that an MLP does not need."""
+    loggers = [logging.getLogger(name) for name in EXPORTER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(None), warnings.catch_warnings():
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        exporter_log.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

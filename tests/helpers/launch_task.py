@@ -1,7 +1,8 @@
 """Launch the (optionally faulty) cart-pole through mjdist's real launcher and print the ranks' results.
 
 ``launch_task.py LOG_ROOT WORKERS ITERATIONS`` prints one JSON list of RankResult dicts on stdout and exits like
-``train``: 0 on success, 1 when a rank failed, 130 when interrupted. Faults: see faulty_task.py.
+``train``: 0 on success, 1 when a rank failed, 130 when interrupted; like ``train``, it writes the run's
+summary.json. Faults: see faulty_task.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mjdist.config import TrainConfig
 from mjdist.launch.devices import resolve_devices
 from mjdist.launch.launcher import RankFailedError, launch
 from mjdist.launch.plan import make_plan
+from mjdist.run_summary import summary_on_exit
 
 
 def main() -> int:
@@ -33,7 +35,9 @@ def main() -> int:
     selection = resolve_devices(["None"], workers, None, 0, os.cpu_count() or 1)
     plan = make_plan(FAULTY.name, cfg, selection, os.environ, datetime.datetime.now())
     try:
-        results = launch(plan, cfg, FAULTY)
+        with summary_on_exit(plan) as run_end:  # as the train command does
+            results = launch(plan, cfg, FAULTY)
+            run_end.finished(results[0].parameter_digest)
     except RankFailedError as failure:
         logging.error("Training failed: %s", failure)
         return 130 if failure.interrupted else 1

@@ -14,12 +14,14 @@ from mjdist.cli.usage import UsageError, fail_usage, parse_task_command
 from mjdist.config import TrainConfig
 from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
 from mjdist.launch.plan import LaunchPlan, make_plan
+from mjdist.run_summary import summary_on_exit
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec
 
 log = logging.getLogger("mjdist.train")
 
 PROG = "train"
+DIFFERENT_PARAMETERS = "Ranks ended with different parameters; gradient averaging is broken"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +78,14 @@ def _train(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> int:
     ranks = ", ".join(f"{r.rank}:{r.device}" for r in plan.ranks)
     log.info("Training %s on %d rank(s) [%s]; run directory: %s", plan.task, plan.world_size, ranks, plan.run_dir)
     try:
-        results = launch(plan, cfg, spec)
+        with summary_on_exit(plan) as run_end:
+            results = launch(plan, cfg, spec)
+            digests = {result.parameter_digest for result in results}
+            if len(digests) > 1:
+                run_end.failed(DIFFERENT_PARAMETERS)
+                log.error("%s: %s", DIFFERENT_PARAMETERS, sorted(digests))
+                return 1
+            run_end.finished(next(iter(digests)))
     except CheckpointError as error:
         return fail_usage(PROG, str(error))
     except KeyboardInterrupt:
@@ -85,10 +94,6 @@ def _train(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> int:
     except RankFailedError as failure:
         log.error("Training failed: %s", failure)
         return 130 if failure.interrupted else 1
-    digests = {result.parameter_digest for result in results}
-    if len(digests) > 1:
-        log.error("Ranks ended with different parameters; gradient averaging is broken: %s", sorted(digests))
-        return 1
     if plan.world_size > 1:
         log.info("All %d ranks ended with identical parameters (sha256 %s)", plan.world_size, digests.pop()[:12])
     log.info("Done: %d iterations; checkpoints, configs and logs in %s", cfg.agent.max_iterations, plan.run_dir)

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from mjdist.launch.context import RankContext, RankResult
 from mjdist.launch.kernel_cache import built_marker, mark_built
 from mjdist.launch.plan import LaunchPlan
 from mjdist.rl.runner import DistributedRunner
+from mjdist.run_summary import write_progress
 from mjdist.runs import write_params
 from mjdist.tasks import TaskSpec
 
@@ -59,6 +61,8 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
             resume(runner, Path(plan.resume_from), ctx.device)
         if ctx.is_main:
             write_params(plan.run_dir_path, {"env": cfg.env, "agent": cfg.agent, "launch": plan.to_json()})
+            started = time.monotonic()
+            runner.iteration_hooks.append(lambda _: write_progress(plan, runner.metrics(), time.monotonic() - started))
         runner.learn(cfg.agent.max_iterations)
         if ctx.is_main:
             final_checkpoint = plan.run_dir_path / f"model_{runner.current_learning_iteration}.pt"

@@ -6,7 +6,9 @@ import contextlib
 import io
 import logging
 import os
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,6 +23,7 @@ from mjdist.launch.context import IterationTiming
 from mjdist.rl.interrupt import StopRequest, TrainingInterrupted
 from mjdist.rl.normalization import gather_normalizer_statistics
 from mjdist.rl.progress import ProgressLogger
+from mjdist.run_summary import TrainingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class DistributedRunner(OnPolicyRunner):
         )
         self.stop_request = StopRequest()
         self.iteration_timings: list[IterationTiming] = []
+        self.iteration_hooks: list[Callable[[int], None]] = []
+        """Called with the iteration's number once it is complete and logged, on this rank (before a stop)."""
         self._sync_s = 0.0
         self._reduce_parameters = self.alg.reduce_parameters
         self.alg.reduce_parameters = self._timed_reduce_parameters  # type: ignore[method-assign]
@@ -82,7 +87,23 @@ class DistributedRunner(OnPolicyRunner):
     def _end_iteration(self, iteration: int, collect_time: float, learn_time: float) -> None:
         self.iteration_timings.append(IterationTiming(collect_time, learn_time, self._sync_s))
         self._sync_s = 0.0
+        for hook in self.iteration_hooks:
+            hook(iteration)
         self._stop_if_requested(iteration)
+
+    def metrics(self) -> TrainingMetrics:
+        """Iterations completed by this runner, env-steps/s of all ranks over them, and the mean return and length
+        of the last 100 episodes (tracked on rank 0 only)."""
+        timings = self.iteration_timings
+        seconds = sum(timing.collect_s + timing.learn_s for timing in timings)
+        steps = self.cfg["num_steps_per_env"] * self.env.num_envs * self.gpu_world_size * len(timings)
+        rewards, lengths = self.logger.rewbuffer, self.logger.lenbuffer
+        return TrainingMetrics(
+            iterations=len(timings),
+            env_steps_per_s=steps / seconds if seconds > 0 else None,
+            mean_reward=statistics.mean(rewards) if rewards else None,
+            mean_episode_length=statistics.mean(lengths) if lengths else None,
+        )
 
     def _stop_if_requested(self, iteration: int) -> None:
         """Stop after this iteration if any rank was asked to; all ranks decide together, so none waits alone."""
