@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -18,6 +16,7 @@ from mjdist.cli.usage import UsageError, fail_usage, parse_task_command
 from mjdist.envs.config import EnvConfig
 from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
 from mjdist.play_config import PlayConfig
+from mjdist.rendering import check_renderer, check_video_flags, choose_renderer
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec
 
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DeviceSelectionError, CheckpointError) as error:
         return fail_usage(PROG, str(error))
     if plan.video is not None:
-        _choose_renderer(plan.device)
+        choose_renderer(plan.device)
     try:
         summary = _play(spec, cfg, plan)
     except CheckpointError as error:
@@ -81,8 +80,11 @@ def _plan(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
     env = cfg.env if cfg.num_envs is None else dataclasses.replace(cfg.env, num_envs=cfg.num_envs)
     env.validate()
     num_episodes, num_steps = _budget(cfg, env.num_envs)
-    _check_video_flags(cfg)
+    if cfg.video:
+        check_video_flags(cfg.video_length, cfg.video_width, cfg.video_height)
     device = _device(cfg)
+    if cfg.video:
+        check_renderer(device)
     if cfg.agent != "policy":
         if cfg.checkpoint is not None or cfg.run is not None:
             raise ValueError(f"--agent {cfg.agent} plays without a checkpoint; drop --checkpoint and --run")
@@ -96,25 +98,6 @@ def _plan(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
     policy = PolicyCheckpoint(path.absolute(), checkpoint["iter"], train_cfg)
     video = _video_path(cfg, policy.path.parent / "videos" / "play" / f"{path.stem}.mp4")
     return PlayPlan(env, num_episodes, num_steps, device, policy, video)
-
-
-def _choose_renderer(device: str) -> None:
-    """Headless rendering: EGL on a GPU, OSMesa on the CPU, unless MUJOCO_GL says otherwise (read on mujoco import).
-
-    Mesa's OSMesa and triton (imported by torch._dynamo, which tensordict imports) each carry their own LLVM, and
-    triton's library crashes while loading if Mesa's came first; so triton, when installed, is loaded first.
-    """
-    os.environ.setdefault("MUJOCO_GL", "egl" if device.startswith("cuda") else "osmesa")
-    if os.environ["MUJOCO_GL"] == "osmesa" and importlib.util.find_spec("triton") is not None:
-        importlib.import_module("triton")
-
-
-def _check_video_flags(cfg: PlayConfig) -> None:
-    if cfg.video_length < 1:
-        raise ValueError(f"--video-length must be at least 1 frame, got {cfg.video_length}")
-    for flag, value in (("--video-width", cfg.video_width), ("--video-height", cfg.video_height)):
-        if value < 16 or value % 2:
-            raise ValueError(f"{flag} must be an even number of pixels, at least 16, got {value}")
 
 
 def _video_path(cfg: PlayConfig, path: Path) -> Path | None:

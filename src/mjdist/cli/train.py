@@ -14,6 +14,7 @@ from mjdist.cli.usage import UsageError, fail_usage, parse_task_command
 from mjdist.config import TrainConfig
 from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
 from mjdist.launch.plan import LaunchPlan, make_plan
+from mjdist.rendering import check_renderer, check_video_flags, choose_renderer
 from mjdist.run_summary import summary_on_exit
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:
     cfg.env.validate()
     cfg.agent.validate()
+    if cfg.video:
+        _check_video(cfg)
     cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
     device_count = cuda_device_count(cuda_visible_devices)
     selection = resolve_devices(
@@ -60,9 +63,17 @@ def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:
         if selection.kind == "cuda":
             check_gpus_exist(cuda_visible_devices, device_count)
         check_writable(plan.run_dir_path)
+    if cfg.video:
+        check_renderer(plan.ranks[0].device)
     if selection.notice:
         log.info("%s", selection.notice)
     return plan
+
+
+def _check_video(cfg: TrainConfig) -> None:
+    check_video_flags(cfg.video_length, cfg.video_width, cfg.video_height)
+    if cfg.video_interval < 1:
+        raise ValueError(f"--video-interval must be at least 1 iteration, got {cfg.video_interval}")
 
 
 def _checked_resume(task: str, resume: Path) -> Path:
@@ -75,6 +86,8 @@ def _checked_resume(task: str, resume: Path) -> Path:
 def _train(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> int:
     from mjdist.launch.launcher import RankFailedError, launch
 
+    if cfg.video:
+        choose_renderer(plan.ranks[0].device)
     ranks = ", ".join(f"{r.rank}:{r.device}" for r in plan.ranks)
     log.info("Training %s on %d rank(s) [%s]; run directory: %s", plan.task, plan.world_size, ranks, plan.run_dir)
     try:

@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,8 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
             write_params(plan.run_dir_path, {"env": cfg.env, "agent": cfg.agent, "launch": plan.to_json()})
             started = time.monotonic()
             runner.iteration_hooks.append(lambda _: write_progress(plan, runner.metrics(), time.monotonic() - started))
+            if cfg.video:
+                runner.iteration_hooks.append(training_clips(runner, spec, cfg, ctx.seed))
         runner.learn(cfg.agent.max_iterations)
         if ctx.is_main:
             final_checkpoint = plan.run_dir_path / f"model_{runner.current_learning_iteration}.pt"
@@ -73,6 +76,16 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
         observation_digest=_digest(dict(runner.env.get_observations().items())),
         iterations=tuple(runner.iteration_timings),
     )
+
+
+def training_clips(runner: DistributedRunner, spec: TaskSpec, cfg: TrainConfig, seed: int) -> Callable[[int], None]:
+    """Rank 0's ``--video`` recorder, as an iteration hook (imports the renderer only when asked to)."""
+    from mjdist.train_video import ClipSchedule, TrainingClips
+    from mjdist.video import VideoSpec
+
+    last_iteration = runner.current_learning_iteration + cfg.agent.max_iterations - 1
+    frames = VideoSpec(Path(), cfg.video_length, cfg.video_width, cfg.video_height, spec.video_camera)
+    return TrainingClips(runner, spec, ClipSchedule(cfg.video_interval, last_iteration), frames, seed)
 
 
 def build_env(spec: TaskSpec, cfg: TrainConfig, ctx: RankContext) -> MjWarpEnv:

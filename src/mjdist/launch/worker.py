@@ -20,6 +20,7 @@ import traceback
 
 import cloudpickle
 
+from mjdist.rendering import load_triton_before_mesa
 from mjdist.rl.interrupt import raise_interrupt
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def run_worker(job: bytes) -> object:
     signal.signal(signal.SIGUSR1, raise_interrupt)  # the launcher's stop request, before training installs its own
     rank = int(os.environ.get("RANK", "0"))
     try:
+        load_triton_before_mesa()
         from mjdist.launch.rank import train_rank
 
         return train_rank(*cloudpickle.loads(job))
