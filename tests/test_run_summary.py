@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from mjdist import training
 from mjdist.checkpoints import CheckpointError
 from mjdist.cli import train as train_cli
-from mjdist.launch import launcher
+from mjdist.errors import RankFailedError
 from mjdist.launch.context import RankResult
-from mjdist.launch.launcher import RankFailedError
 from mjdist.run_summary import SUMMARY_FILE, TrainingMetrics, read_summary, write_progress
 
 TASK = "cartpole-balance"
@@ -24,7 +24,7 @@ PROGRESS = TrainingMetrics(iterations=4, env_steps_per_s=1234.5, mean_reward=17.
 def train_with(monkeypatch: pytest.MonkeyPatch, log_root: Path, launch_does) -> tuple[int | None, dict | None]:
     """Run ``train`` with ``launch_does(plan)`` in place of the launch; its exit code (None if it raised) and the
     summary it wrote (None if none)."""
-    monkeypatch.setattr(launcher, "launch", lambda plan, cfg, spec: launch_does(plan))
+    monkeypatch.setattr(training, "train_on_ranks", lambda plan, cfg, spec: launch_does(plan))
     args = [TASK, "--gpu-ids", "None", "--log-root", str(log_root), "--cpu-workers", "2"]
     try:
         code = train_cli.main(args)
@@ -63,7 +63,7 @@ def test_ranks_that_disagree_fail_the_run(monkeypatch: pytest.MonkeyPatch, log_r
         monkeypatch, log_root, lambda plan: [RankResult(0, "a" * 64, "x"), RankResult(1, "b" * 64, "y")]
     )
     assert code == 1 and summary is not None
-    assert summary["status"] == "failed" and summary["cause"] == train_cli.DIFFERENT_PARAMETERS
+    assert summary["status"] == "failed" and summary["cause"].startswith("ranks ended with different parameters")
     assert summary["parameter_digest"] is None and summary["iterations"] == 0
 
 
@@ -71,8 +71,8 @@ def test_ranks_that_disagree_fail_the_run(monkeypatch: pytest.MonkeyPatch, log_r
     ("error", "code", "status", "cause"),
     [
         (RankFailedError("rank 1: InjectedFault: at step 40"), 1, "failed", "rank 1: InjectedFault: at step 40"),
-        (RankFailedError("interrupted; every rank stopped", interrupted=True), 130, "interrupted",
-         "interrupted; every rank stopped"),
+        (KeyboardInterrupt(training.INTERRUPTED_AFTER_ITERATION), 130, "interrupted",
+         training.INTERRUPTED_AFTER_ITERATION),
         (KeyboardInterrupt(), 130, "interrupted", "interrupted (Ctrl-C or SIGTERM)"),
         (RuntimeError("CUDA error: an illegal memory access\nmore"), None, "failed",
          "RuntimeError: CUDA error: an illegal memory access"),

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mjdist.checkpoints import CHECKPOINT_NAME, CheckpointError, checkpoint_iteration
+from mjdist.errors import RankFailedError
 from mjdist.launch.plan import LaunchPlan
 from mjdist.launch.worker import first_line
 from mjdist.runs import EXPORT_DIR
@@ -76,9 +77,9 @@ def summary_on_exit(plan: LaunchPlan) -> Iterator[RunEnd]:
     """Write the final ``summary.json`` when the block ends, however it ends.
 
     The block reports a normal end through the yielded :class:`RunEnd`. An exception ends the run as
-    ``interrupted`` (KeyboardInterrupt, or an error whose ``interrupted`` attribute is true) or ``failed``, with
-    the exception's first line as the cause, and propagates. A :class:`CheckpointError` is bad input refused
-    before training began: nothing is written.
+    ``interrupted`` (KeyboardInterrupt: Ctrl-C, SIGTERM, or the launcher's report that the ranks were stopped)
+    or ``failed``, with the exception's first line as the cause, and propagates. A :class:`CheckpointError` is bad
+    input refused before training began: nothing is written.
     """
     end = RunEnd()
     started = time.monotonic()
@@ -157,10 +158,10 @@ def _write(plan: LaunchPlan, summary: dict[str, Any]) -> None:
 
 
 def _ended_by(error: BaseException) -> tuple[Status, str]:
-    """Status and cause of a run ended by ``error``. The launcher's errors (they say whether the run was
-    interrupted) already name their cause; other errors are named by their type and first line."""
+    """Status and cause of a run ended by ``error``. The launcher's errors already name their cause (and rank);
+    other errors are named by their type and first line."""
     if isinstance(error, KeyboardInterrupt):
-        return "interrupted", "interrupted (Ctrl-C or SIGTERM)"
-    if hasattr(error, "interrupted"):
-        return ("interrupted" if error.interrupted else "failed"), first_line(error)
+        return "interrupted", first_line(error) or "interrupted (Ctrl-C or SIGTERM)"
+    if isinstance(error, RankFailedError):
+        return "failed", first_line(error)
     return "failed", f"{type(error).__name__}: {first_line(error)}".rstrip(": ")

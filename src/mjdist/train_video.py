@@ -23,9 +23,9 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
 from mjdist.envs.vec_env import RslRlVecEnv
+from mjdist.play.video import VideoSpec, rendered_frames, write_mp4
 from mjdist.rl.runner import DistributedRunner
 from mjdist.tasks import TaskSpec
-from mjdist.video import VideoSpec, rendered_frames, write_mp4
 
 TENSORBOARD_TAG = "Video/train"
 VIDEO_DIR = Path("videos") / "train"

@@ -18,10 +18,11 @@ from pathlib import Path
 from faulty_task import FAULTY
 
 from mjdist.config import TrainConfig
+from mjdist.errors import RankFailedError
 from mjdist.launch.devices import resolve_devices
-from mjdist.launch.launcher import RankFailedError, launch
 from mjdist.launch.plan import make_plan
 from mjdist.run_summary import summary_on_exit
+from mjdist.training import train_on_ranks
 
 
 def main() -> int:
@@ -36,11 +37,14 @@ def main() -> int:
     plan = make_plan(FAULTY.name, cfg, selection, os.environ, datetime.datetime.now())
     try:
         with summary_on_exit(plan) as run_end:  # as the train command does
-            results = launch(plan, cfg, FAULTY)
+            results = train_on_ranks(plan, cfg, FAULTY)
             run_end.finished(results[0].parameter_digest)
+    except KeyboardInterrupt as interrupt:
+        logging.error("Interrupted: %s", interrupt)
+        return 130
     except RankFailedError as failure:
         logging.error("Training failed: %s", failure)
-        return 130 if failure.interrupted else 1
+        return 1
     print(json.dumps([dataclasses.asdict(result) for result in results]))
     return 0
 

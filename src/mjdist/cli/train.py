@@ -1,28 +1,20 @@
-"""``train <task> [overrides]``: resolve devices and the run, then train on one or many ranks."""
+"""``train <task> [overrides]``: the flags become a TrainConfig, :mod:`mjdist.training` runs it, and its
+exceptions become exit codes (2: bad input, 1: training failed, 130: interrupted)."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
-import os
 import sys
-from pathlib import Path
 
-from mjdist.checkpoints import CheckpointError, read_checkpoint, resolve_checkpoint
-from mjdist.cli.usage import UsageError, fail_usage, parse_task_command
+from mjdist.cli.usage import fail_usage, parse_task_command
 from mjdist.config import TrainConfig
-from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
-from mjdist.launch.plan import LaunchPlan, make_plan
-from mjdist.rendering import check_renderer, check_video_flags, choose_renderer
-from mjdist.run_summary import summary_on_exit
-from mjdist.runs import check_writable
-from mjdist.tasks import TaskSpec
+from mjdist.errors import RankFailedError, UsageError
+from mjdist.training import plan_training, run_training
 
 log = logging.getLogger("mjdist.train")
 
 PROG = "train"
-DIFFERENT_PARAMETERS = "Ranks ended with different parameters; gradient averaging is broken"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,85 +23,18 @@ def main(argv: list[str] | None = None) -> int:
         spec, cfg = parse_task_command(
             PROG, argv, TrainConfig, lambda spec: TrainConfig(env=spec.env, agent=spec.agent)
         )
+        if cfg.dry_run:
+            print(json.dumps(plan_training(spec, cfg).to_json()))
+            return 0
+        run_training(spec, cfg)
     except UsageError as error:
         return fail_usage(PROG, str(error))
-    try:
-        plan = _plan(spec.name, cfg)
-    except (ValueError, DeviceSelectionError) as error:
-        return fail_usage(PROG, str(error))
-    if cfg.dry_run:
-        print(json.dumps(plan.to_json()))
-        return 0
-    return _train(plan, cfg, spec)
-
-
-def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:
-    cfg.env.validate()
-    cfg.agent.validate()
-    if cfg.video:
-        _check_video(cfg)
-    cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
-    device_count = cuda_device_count(cuda_visible_devices)
-    selection = resolve_devices(
-        gpu_ids=cfg.gpu_ids or None,
-        cpu_workers=cfg.cpu_workers,
-        cuda_visible_devices=cuda_visible_devices,
-        device_count=device_count,
-        cpu_count=len(os.sched_getaffinity(0)),
-    )
-    resume_from = _checked_resume(task, cfg.resume) if cfg.resume is not None else None
-    plan = make_plan(task, cfg, selection, os.environ, datetime.datetime.now(), resume_from)
-    if not cfg.dry_run:
-        if selection.kind == "cuda":
-            check_gpus_exist(cuda_visible_devices, device_count)
-        check_writable(plan.run_dir_path)
-    if cfg.video:
-        check_renderer(plan.ranks[0].device)
-    if selection.notice:
-        log.info("%s", selection.notice)
-    return plan
-
-
-def _check_video(cfg: TrainConfig) -> None:
-    check_video_flags(cfg.video_length, cfg.video_width, cfg.video_height)
-    if cfg.video_interval < 1:
-        raise ValueError(f"--video-interval must be at least 1 iteration, got {cfg.video_interval}")
-
-
-def _checked_resume(task: str, resume: Path) -> Path:
-    """The checkpoint to resume from, read once here so that a bad one is refused before anything starts."""
-    checkpoint = resolve_checkpoint(resume)
-    read_checkpoint(checkpoint, task)
-    return checkpoint
-
-
-def _train(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> int:
-    from mjdist.launch.launcher import RankFailedError, launch
-
-    if cfg.video:
-        choose_renderer(plan.ranks[0].device)
-    ranks = ", ".join(f"{r.rank}:{r.device}" for r in plan.ranks)
-    log.info("Training %s on %d rank(s) [%s]; run directory: %s", plan.task, plan.world_size, ranks, plan.run_dir)
-    try:
-        with summary_on_exit(plan) as run_end:
-            results = launch(plan, cfg, spec)
-            digests = {result.parameter_digest for result in results}
-            if len(digests) > 1:
-                run_end.failed(DIFFERENT_PARAMETERS)
-                log.error("%s: %s", DIFFERENT_PARAMETERS, sorted(digests))
-                return 1
-            run_end.finished(next(iter(digests)))
-    except CheckpointError as error:
-        return fail_usage(PROG, str(error))
-    except KeyboardInterrupt:
-        log.error("Interrupted.")
+    except KeyboardInterrupt as interrupt:
+        log.error("Interrupted%s", f": {interrupt}" if str(interrupt) else ".")
         return 130
     except RankFailedError as failure:
         log.error("Training failed: %s", failure)
-        return 130 if failure.interrupted else 1
-    if plan.world_size > 1:
-        log.info("All %d ranks ended with identical parameters (sha256 %s)", plan.world_size, digests.pop()[:12])
-    log.info("Done: %d iterations; checkpoints, configs and logs in %s", cfg.agent.max_iterations, plan.run_dir)
+        return 1
     return 0
 
 

@@ -35,11 +35,13 @@ class LaunchPlan:
     """Everything resolved before any process starts."""
 
     task: str
+    """The task trained (for ``mjdist.launch``: the function's name)."""
     world_size: int
     backend: str | None
     """'nccl' (GPUs), 'gloo' (CPU workers) or None (a single process)."""
     ranks: tuple[RankPlan, ...]
     run_dir: str
+    """The run directory rank 0 writes ('' for ``mjdist.launch``, which has none)."""
     torchrunx_log_dir: str | None
     """Per-rank log files (None: single process, or disabled with '')."""
     torch_threads: int | None
@@ -75,27 +77,51 @@ def make_plan(
 ) -> LaunchPlan:
     """Resolve devices, seeds and directories for every rank."""
     run_dir = run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
-    ranks = tuple(
+    return LaunchPlan(
+        task=task,
+        world_size=selection.world_size,
+        backend=selection.backend,
+        ranks=_rank_plans(selection, cfg.agent.seed),
+        run_dir=str(run_dir),
+        torchrunx_log_dir=_torchrunx_log_dir(cfg, selection.world_size, run_dir, environ),
+        torch_threads=_torch_threads(selection, environ),
+        resume_from=str(resume_from.absolute()) if resume_from is not None else None,
+    )
+
+
+def make_function_plan(
+    name: str, selection: DeviceSelection, environ: Mapping[str, str], seed: int, torchrunx_log_dir: str | None
+) -> LaunchPlan:
+    """The plan of ``mjdist.launch(fn)``: ranks, seeds and threads as for training, no run directory (``run_dir``
+    is ''), and per-rank log files only where ``torchrunx_log_dir`` (or TORCHRUNX_LOG_DIR, which wins) says."""
+    chosen = environ.get("TORCHRUNX_LOG_DIR", torchrunx_log_dir)
+    return LaunchPlan(
+        task=name,
+        world_size=selection.world_size,
+        backend=selection.backend,
+        ranks=_rank_plans(selection, seed),
+        run_dir="",
+        torchrunx_log_dir=str(Path(chosen).absolute()) if chosen and selection.world_size > 1 else None,
+        torch_threads=_torch_threads(selection, environ),
+    )
+
+
+def _rank_plans(selection: DeviceSelection, seed: int) -> tuple[RankPlan, ...]:
+    return tuple(
         RankPlan(
             rank=rank,
             local_rank=rank,
             device=_rank_device(selection, rank),
             physical_gpu=selection.physical_gpus[rank] if selection.kind == "cuda" else None,
-            seed=cfg.agent.seed + rank,
+            seed=seed + rank,
         )
         for rank in range(selection.world_size)
     )
+
+
+def _torch_threads(selection: DeviceSelection, environ: Mapping[str, str]) -> int | None:
     cpu_workers = selection.kind == "cpu" and selection.world_size > 1
-    return LaunchPlan(
-        task=task,
-        world_size=selection.world_size,
-        backend=selection.backend,
-        ranks=ranks,
-        run_dir=str(run_dir),
-        torchrunx_log_dir=_torchrunx_log_dir(cfg, selection.world_size, run_dir, environ),
-        torch_threads=1 if cpu_workers and "OMP_NUM_THREADS" not in environ else None,
-        resume_from=str(resume_from.absolute()) if resume_from is not None else None,
-    )
+    return 1 if cpu_workers and "OMP_NUM_THREADS" not in environ else None
 
 
 def _rank_device(selection: DeviceSelection, rank: int) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import warp as wp
@@ -23,23 +22,13 @@ from mjdist.exports import export_final_policy
 from mjdist.launch.context import RankContext, RankResult
 from mjdist.launch.kernel_cache import built_marker, mark_built
 from mjdist.launch.plan import LaunchPlan
+from mjdist.launch.rank_setup import pin_rank_to_device
 from mjdist.rl.runner import DistributedRunner
 from mjdist.run_summary import write_progress
 from mjdist.runs import write_params
 from mjdist.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
-
-
-def pin_rank_to_device(plan: LaunchPlan, ctx: RankContext) -> None:
-    """Set the rank's torch device (before any CUDA work), its thread count and its seeds."""
-    if plan.torch_threads is not None:
-        torch.set_num_threads(plan.torch_threads)
-    if ctx.device.startswith("cuda"):
-        torch.cuda.set_device(ctx.device)
-    random.seed(ctx.seed)
-    np.random.seed(ctx.seed)
-    torch.manual_seed(ctx.seed)
 
 
 def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult:
@@ -75,13 +64,15 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
         parameter_digest=network_digest(runner.alg.actor, runner.alg.critic),
         observation_digest=_digest(dict(runner.env.get_observations().items())),
         iterations=tuple(runner.iteration_timings),
+        mean_reward=_mean(runner.logger.rewbuffer),
+        mean_episode_length=_mean(runner.logger.lenbuffer),
     )
 
 
 def training_clips(runner: DistributedRunner, spec: TaskSpec, cfg: TrainConfig, seed: int) -> Callable[[int], None]:
     """Rank 0's ``--video`` recorder, as an iteration hook (imports the renderer only when asked to)."""
+    from mjdist.play.video import VideoSpec
     from mjdist.train_video import ClipSchedule, TrainingClips
-    from mjdist.video import VideoSpec
 
     last_iteration = runner.current_learning_iteration + cfg.agent.max_iterations - 1
     frames = VideoSpec(Path(), cfg.video_length, cfg.video_width, cfg.video_height, spec.video_camera)
@@ -122,6 +113,11 @@ def network_digest(actor: torch.nn.Module, critic: torch.nn.Module) -> str:
     tensors = {f"{name}.{key}": value for name, module in (("actor", actor), ("critic", critic))
                for key, value in module.state_dict().items()}  # fmt: skip
     return _digest(tensors)
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = [float(value) for value in values]
+    return statistics.fmean(values) if values else None
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
