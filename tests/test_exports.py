@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mjdist.exports import (
     ONNX_INPUT,
     ONNX_POLICY,
     TORCHSCRIPT_POLICY,
+    OnnxExporter,
     checkpoint_onnx_path,
     export_final_policy,
     export_onnx,
@@ -97,3 +99,29 @@ def test_observation_terms_that_do_not_add_up_are_refused() -> None:
     env.policy_observation_terms = lambda: {"cart_position": 1}
     with pytest.raises(ValueError, match="policy_observation_terms\\(\\) add up to 1, not 5"):
         onnx_metadata(env, "cartpole-balance", 0)
+
+
+def test_later_checkpoints_reuse_the_traced_graph_with_their_own_values(tmp_path: Path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime (uv's dev group) runs the ONNX export")
+    runner = trained_looking_runner("cartpole-balance")
+    policy = runner.alg.get_policy()
+    exporter = OnnxExporter()
+    observations = torch.randn(16, runner.env.env.obs["policy"].shape[-1], generator=torch.Generator().manual_seed(3))
+    exporter.export(policy, tmp_path / "model_0.onnx", {"checkpoint_iteration": "0"})
+    traced = exporter._program
+    with torch.no_grad():  # training moves the weights and the normalizer's statistics
+        for parameter in policy.mlp.parameters():
+            parameter.mul_(1.5).add_(0.1)
+        policy.obs_normalizer._mean.add_(0.7)
+        policy.obs_normalizer._std.mul_(2.0)
+    started = time.perf_counter()
+    exporter.export(policy, tmp_path / "model_1.onnx", {"checkpoint_iteration": "1"})
+    assert exporter._program is traced and time.perf_counter() - started < 1.0  # no second trace
+    with torch.no_grad():
+        expected = policy.as_jit().to("cpu").eval()(observations)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model_1.onnx"), providers=["CPUExecutionProvider"])
+    (actions,) = session.run(None, {ONNX_INPUT: observations.numpy()})
+    torch.testing.assert_close(torch.from_numpy(actions), expected, rtol=1e-5, atol=1e-5)
+    assert session.get_modelmeta().custom_metadata_map["checkpoint_iteration"] == "1"
+    first = onnxruntime.InferenceSession(str(tmp_path / "model_0.onnx"), providers=["CPUExecutionProvider"])
+    assert not torch.allclose(torch.from_numpy(first.run(None, {ONNX_INPUT: observations.numpy()})[0]), expected)

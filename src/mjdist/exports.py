@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
+import onnx_ir
 import torch
 from rsl_rl.models import MLPModel
 
@@ -75,18 +76,67 @@ def export_onnx(policy: MLPModel, path: Path, metadata: dict[str, str]) -> None:
     Written through a temporary file, so ``path`` is never half-written. The policy itself is not touched: rsl_rl
     exports a CPU copy of it.
     """
-    module = policy.as_onnx(verbose=False).to("cpu").eval()
+    OnnxExporter().export(policy, path, metadata)
+
+
+class OnnxExporter:
+    """Exports one policy at successive checkpoints: torch's exporter traces the graph once (seconds), later
+    exports write the policy's current parameters and buffers into that graph (milliseconds).
+
+    The graph is exported without the ONNX optimizer, so that it does not fold buffers into new constants
+    (``std + eps``): torch.export lifts every parameter and buffer the policy uses into a graph initializer named
+    like its state-dict entry. If an initializer does not match an entry (name, shape, dtype), the policy is
+    traced again instead.
+    """
+
+    def __init__(self) -> None:
+        self._program: torch.onnx.ONNXProgram | None = None
+
+    def export(self, policy: MLPModel, path: Path, metadata: dict[str, str]) -> None:
+        """Write ``policy`` as one ONNX file at ``path`` (through a temporary file), with ``metadata``."""
+        module = policy.as_onnx(verbose=False).to("cpu").eval()
+        state = {name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}
+        if self._program is None or not _load_initializers(self._program, state):
+            self._program = _trace(module)
+            if not _load_initializers(self._program, state):  # the trace holds the values; just don't reuse it
+                program, self._program = self._program, None
+                _save(program, path, metadata)
+                return
+        _save(self._program, path, metadata)
+
+
+def _trace(module: torch.nn.Module) -> torch.onnx.ONNXProgram:
     observations = torch.zeros(2, module.input_size)  # a batch of 2: torch.export specializes a batch of 1
     with _quiet_exporter():
-        program = torch.onnx.export(
+        return torch.onnx.export(
             module,
             (observations,),
             dynamo=True,
+            optimize=False,
             input_names=[ONNX_INPUT],
             output_names=[ONNX_OUTPUT],
             dynamic_shapes=({0: torch.export.Dim("batch")},),
             verbose=False,
         )
+
+
+def _load_initializers(program: torch.onnx.ONNXProgram, state: dict[str, torch.Tensor]) -> bool:
+    """Put ``state``'s values into the graph's initializers; False (nothing changed) unless every initializer
+    names a state entry of the same shape and dtype."""
+    initializers = program.model.graph.initializers
+    for name, value in initializers.items():
+        tensor = state.get(name)
+        if tensor is None or value.const_value is None:
+            return False
+        current = value.const_value.numpy()
+        if tuple(current.shape) != tuple(tensor.shape) or current.dtype != tensor.numpy().dtype:
+            return False
+    for name, value in initializers.items():
+        value.const_value = onnx_ir.tensor(state[name].numpy().copy(), name=name)
+    return True
+
+
+def _save(program: torch.onnx.ONNXProgram, path: Path, metadata: dict[str, str]) -> None:
     program.model.metadata_props.update(metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")

@@ -18,7 +18,7 @@ from rsl_rl.runners import OnPolicyRunner
 from torch.utils.tensorboard import SummaryWriter
 
 from mjdist.checkpoints import CheckpointError
-from mjdist.exports import checkpoint_onnx_path, export_onnx, onnx_metadata
+from mjdist.exports import OnnxExporter, checkpoint_onnx_path, onnx_metadata
 from mjdist.launch.context import IterationTiming
 from mjdist.rl.interrupt import StopRequest, TrainingInterrupted
 from mjdist.rl.normalization import gather_normalizer_statistics
@@ -41,6 +41,7 @@ class DistributedRunner(OnPolicyRunner):
 
     def __init__(self, env: VecEnv, train_cfg: dict, log_dir: str | None, device: str, task: str) -> None:
         self.task = task
+        self._onnx = OnnxExporter()
         with contextlib.redirect_stdout(_DebugLog()):
             super().__init__(env, train_cfg, log_dir=log_dir, device=device)
         gather_normalizer_statistics(self.alg.actor, self.alg.critic)
@@ -133,7 +134,7 @@ class DistributedRunner(OnPolicyRunner):
         onnx_path = checkpoint_onnx_path(Path(path))
         if not onnx_path.exists():
             metadata = onnx_metadata(self.env.env, self.task, self.current_learning_iteration)  # type: ignore[attr-defined]
-            export_onnx(self.alg.get_policy(), onnx_path, metadata)
+            self._onnx.export(self.alg.get_policy(), onnx_path, metadata)
 
     def _configure_multi_gpu(self) -> None:
         self.is_distributed = dist.is_initialized() and dist.get_world_size() > 1
