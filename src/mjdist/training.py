@@ -229,7 +229,9 @@ def _result(plan: LaunchPlan, cfg: TrainConfig, ranks: tuple[RankResult, ...], w
         checkpoints=tuple(
             sorted((p for p in run_dir.iterdir() if CHECKPOINT_NAME.match(p.name)), key=checkpoint_iteration)
         ),
-        exports=tuple(sorted(p for p in exported.rglob("*") if p.is_file())) if exported.is_dir() else (),
+        exports=tuple(sorted(p for p in exported.rglob("*") if p.is_file() and not p.name.startswith(".")))
+        if exported.is_dir()
+        else (),
         parameter_digest=main.parameter_digest,
         ranks=ranks,
     )
