@@ -33,7 +33,7 @@ def score(checkpoints: list[Path], task: str, num_envs: int, num_episodes: int) 
         summary = mjdist.play(
             task, checkpoint=checkpoint, num_envs=num_envs, num_episodes=num_episodes, gpu_ids=gpu_ids
         )
-        scores.append((checkpoint.name, summary.mean_return, summary.mean_length))
+        scores.append((checkpoint.name, summary.mean_reward, summary.mean_episode_length))
     return scores
 
 

@@ -116,7 +116,17 @@ def test_train_in_one_process_returns_the_run_and_its_metrics(trained: mjdist.Tr
     assert run_dir.is_dir() and run_dir.name.endswith("_api") and run_dir.parent.name == "cartpole_balance"
     assert (trained.task, trained.world_size, trained.devices, trained.iterations) == (TASK, 1, ("cpu",), 3)
     assert trained.checkpoints == (run_dir / "model_0.pt", run_dir / "model_2.pt")
-    assert trained.exports == (run_dir / "exported" / "policy.pt",)
+    exported = run_dir / "exported"
+    assert trained.exports == tuple(
+        exported / name for name in ("model_0.onnx", "model_2.onnx", "policy.onnx", "policy.pt")
+    )
+    summary = json.loads((run_dir / "summary.json").read_text())  # written by the function as by the command
+    assert (summary["status"], summary["iterations"], summary["parameter_digest"]) == (
+        "finished",
+        3,
+        trained.parameter_digest,
+    )
+    assert summary["exports"] == [str(path) for path in trained.exports]
     assert trained.mean_reward is not None and trained.mean_reward > 0
     assert trained.mean_episode_length is not None and trained.mean_episode_length >= 1
     assert trained.env_steps_per_s is not None and trained.env_steps_per_s > 0
@@ -146,7 +156,7 @@ def test_train_with_two_cpu_workers_returns_matching_ranks(tmp_path: Path) -> No
 def test_play_summarizes_a_checkpoint(trained: mjdist.TrainResult) -> None:
     summary = mjdist.play(TASK, run=trained.run_dir, gpu_ids=None, num_envs=4, num_steps=30)
     assert summary.checkpoint == str(trained.checkpoints[-1]) and summary.steps == 30 and summary.video is None
-    assert summary.episodes > 0 and summary.mean_return is not None
+    assert summary.episodes > 0 and summary.mean_reward is not None
 
 
 @pytest.fixture

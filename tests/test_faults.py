@@ -17,6 +17,8 @@ import pytest
 from conftest import HELPERS, REPO, subprocess_env
 from test_interrupt import assert_saved_last_completed_iteration
 
+from mjdist.run_summary import read_summary
+
 pytestmark = pytest.mark.slow
 
 DEADLINE_S = 15.0
@@ -82,6 +84,10 @@ def test_a_rank_that_raises_ends_the_job_with_its_traceback(log_root: Path, faul
     assert f"[rank 1] faulty_task.InjectedFault: {message}" in stderr  # the traceback, live on the console
     assert stderr.strip().splitlines()[-1] == f"Training failed: rank 1: InjectedFault: {message}"
     assert launch.survivors() == []
+    (run_dir,) = (log_root / "cartpole_balance").iterdir()
+    summary = read_summary(run_dir)
+    assert (summary["status"], summary["cause"]) == ("failed", f"rank 1: InjectedFault: {message}")
+    assert summary["parameter_digest"] is None and summary["world_size"] == 2
 
 
 def test_a_killed_rank_ends_the_job_and_is_named(log_root: Path) -> None:
@@ -107,3 +113,7 @@ def test_a_signal_to_the_launcher_stops_every_rank(log_root: Path, signal_number
     assert launch.stderr.strip().splitlines()[-1].startswith("Interrupted: every rank ")
     assert_saved_last_completed_iteration(launch.stderr, "faulty-cartpole")  # rank 0 saved before the end
     assert launch.survivors() == []
+    (run_dir,) = (log_root / "cartpole_balance").iterdir()
+    summary = read_summary(run_dir)
+    assert summary["status"] == "interrupted" and summary["iterations"] >= 2
+    assert Path(summary["checkpoints"][-1]).name == f"model_{summary['iterations'] - 1}.pt"

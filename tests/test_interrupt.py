@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO, TRAIN, subprocess_env
 
 from mjdist.checkpoints import read_checkpoint
+from mjdist.run_summary import read_summary
 
 pytestmark = pytest.mark.slow
 
@@ -44,3 +45,10 @@ def test_interrupting_one_process_saves_the_last_completed_iteration(log_root: P
     stderr = stderr_path.read_text()
     assert_saved_last_completed_iteration(stderr, "cartpole-balance")
     assert stderr.strip().splitlines()[-1] == "Interrupted."
+    (run_dir,) = (log_root / "cartpole_balance").iterdir()
+    summary = read_summary(run_dir)
+    assert (summary["status"], summary["cause"]) == ("interrupted", "interrupted (Ctrl-C or SIGTERM)")
+    saved = int(SAVED.search(stderr).group(2))
+    assert summary["iterations"] == saved + 1 and summary["checkpoints"][-1] == str(run_dir / f"model_{saved}.pt")
+    assert str(run_dir / "exported" / f"model_{saved}.onnx") in summary["exports"]
+    assert summary["mean_reward"] is not None and summary["parameter_digest"] is None

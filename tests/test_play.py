@@ -22,8 +22,8 @@ PLAY = Path(sys.executable).with_name("play")
 TASK = "cartpole-balance"
 ITERATIONS = 30
 FINAL = f"model_{ITERATIONS - 1}.pt"
-SUMMARY_KEYS = {"task", "agent", "checkpoint", "num_envs", "steps", "episodes", "mean_return", "std_return",
-                "mean_length", "video"}  # fmt: skip
+SUMMARY_KEYS = {"task", "agent", "checkpoint", "num_envs", "steps", "episodes", "mean_reward", "std_reward",
+                "mean_episode_length", "video"}  # fmt: skip
 QUICK = ["--gpu-ids", "None", "--num-steps", "1"]
 
 
@@ -78,8 +78,8 @@ def test_trained_policy_outlasts_random_actions(trained: tuple[Path, str], capsy
     assert policy["num_envs"] == 16 and policy["episodes"] >= 16
     assert f"Loaded checkpoint {checkpoint} (iteration {ITERATIONS - 1})" in stderr
     assert random["agent"] == "random" and random["checkpoint"] is None and random["episodes"] >= 16
-    assert policy["mean_length"] >= 3 * random["mean_length"], (policy, random)
-    assert policy["mean_return"] > random["mean_return"]
+    assert policy["mean_episode_length"] >= 3 * random["mean_episode_length"], (policy, random)
+    assert policy["mean_reward"] > random["mean_reward"]
 
 
 @pytest.mark.slow
@@ -99,7 +99,7 @@ def test_baselines_need_no_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixt
         capsys,
     )
     assert summary["agent"] == "zero" and summary["checkpoint"] is None
-    assert summary["num_envs"] == 4 and summary["episodes"] >= 4 and summary["mean_length"] > 0
+    assert summary["num_envs"] == 4 and summary["episodes"] >= 4 and summary["mean_episode_length"] > 0
     assert list(tmp_path.iterdir()) == []
 
 
@@ -256,23 +256,23 @@ def test_rollout_counts_episodes_and_keeps_those_of_the_last_step() -> None:
 def test_summary_statistics_and_formats() -> None:
     episodes = rollout(_FakeVecEnv(), _act, num_episodes=4, num_steps=None)
     summary = PlaySummary.of(episodes, TASK, "policy", "/runs/x/model_99.pt", num_envs=2)
-    assert summary.mean_return == pytest.approx(3.6) and summary.std_return == pytest.approx(3.84**0.5)
-    assert summary.mean_length == pytest.approx(2.4)
+    assert summary.mean_reward == pytest.approx(3.6) and summary.std_reward == pytest.approx(3.84**0.5)
+    assert summary.mean_episode_length == pytest.approx(2.4)
     assert summary.to_text() == (
         f"{TASK} | policy model_99.pt | 5 episodes over 2 envs | return 3.60 ± 1.96 | length 2.4 steps"
     )
     assert summary.to_json() == {
         "task": TASK, "agent": "policy", "checkpoint": "/runs/x/model_99.pt", "num_envs": 2, "steps": 6,
-        "episodes": 5, "mean_return": pytest.approx(3.6), "std_return": pytest.approx(3.84**0.5),
-        "mean_length": pytest.approx(2.4), "video": None,
+        "episodes": 5, "mean_reward": pytest.approx(3.6), "std_reward": pytest.approx(3.84**0.5),
+        "mean_episode_length": pytest.approx(2.4), "video": None,
     }  # fmt: skip
 
     one = PlaySummary.of(rollout(_FakeVecEnv(), _act, 1, None), TASK, "zero", None, 1)
-    assert (one.episodes, one.mean_return, one.std_return, one.mean_length) == (1, 2.0, 0.0, 2.0)
+    assert (one.episodes, one.mean_reward, one.std_reward, one.mean_episode_length) == (1, 2.0, 0.0, 2.0)
     assert one.to_text() == f"{TASK} | zero | 1 episode over 1 env | return 2.00 ± 0.00 | length 2.0 steps"
 
     none = PlaySummary.of(rollout(_FakeVecEnv(), _act, None, 1), TASK, "random", None, 2)
-    assert json.loads(json.dumps(none.to_json()))["mean_return"] is None and none.std_return is None
+    assert json.loads(json.dumps(none.to_json()))["mean_reward"] is None and none.std_reward is None
     assert none.to_text() == f"{TASK} | random | 0 episodes over 2 envs | return n/a | length n/a"
 
 

@@ -16,7 +16,8 @@ from tensordict import TensorDict
 
 from mjdist.cli.train import main
 from mjdist.envs.vec_env import RslRlVecEnv
-from mjdist.launch.rank import EXPORTED_POLICY, resume
+from mjdist.exports import TORCHSCRIPT_POLICY
+from mjdist.launch.rank import resume
 from mjdist.rl.runner import DistributedRunner
 
 pytestmark = pytest.mark.slow
@@ -119,7 +120,7 @@ def test_a_checkpoint_of_other_networks_is_refused(first_run: Path, tmp_path: Pa
 
 
 def test_exported_policy_gives_the_checkpoint_actions(first_run: Path) -> None:
-    exported = torch.jit.load(str(first_run / "exported" / EXPORTED_POLICY))
+    exported = torch.jit.load(str(first_run / "exported" / TORCHSCRIPT_POLICY))
     policy = resumed_runner(first_run / f"model_{FIRST - 1}.pt").get_inference_policy("cpu")
     observations = torch.randn(64, 5) * 2
     expected = policy(TensorDict({"policy": observations, "critic": observations}, batch_size=[64]))

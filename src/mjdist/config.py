@@ -54,6 +54,17 @@ class TrainConfig:
     store, outside any collective, so torchrunx's 600 s worker timeout does not apply to it."""
     dry_run: bool = False
     """Print the launch plan as one JSON object and exit, starting and writing nothing."""
+    video: bool = False
+    """Record clips of the current policy in one environment on rank 0 (headless: EGL on a GPU, OSMesa on the CPU)
+    to <run dir>/videos/train/iter_<it>.mp4, and log them to TensorBoard and wandb."""
+    video_interval: int = 50
+    """With --video: record after iteration 0, every this many iterations, and after the last one."""
+    video_length: int = 200
+    """Frames per clip, one per control step."""
+    video_width: int = 320
+    """Clip width in pixels (even)."""
+    video_height: int = 240
+    """Clip height in pixels (even)."""
 
 
 def check_run_options(cfg: TrainConfig) -> None:

@@ -1,4 +1,5 @@
-"""Choosing MuJoCo's headless OpenGL backend, before anything imports mujoco (it reads MUJOCO_GL on import).
+"""Choosing MuJoCo's headless OpenGL backend for `play --video` and `train --video`, before anything imports mujoco
+(it reads MUJOCO_GL on import). Kept free of heavy imports.
 
 On a GPU, EGL renders on the GPU itself, but compute-only containers lack NVIDIA's EGL library and MIG
 instances cannot render with EGL at all; so EGL is probed in a child process first (a broken driver can crash
@@ -44,13 +45,25 @@ def choose_gl_backend(device: str) -> str:
     if chosen == "osmesa":
         if find_library("OSMesa") is None:
             raise RenderingUnavailable(_missing_osmesa(gpu))
-        if importlib.util.find_spec("triton") is not None:
-            importlib.import_module("triton")  # see below
+        load_triton_before_mesa()
     return chosen
 
 
-# Mesa's OSMesa and triton (imported by torch._dynamo, which tensordict imports) each carry their own LLVM, and
-# triton's library crashes while loading if Mesa's came first; so triton, when installed, is loaded first.
+def load_triton_before_mesa() -> None:
+    """Mesa's OSMesa and triton (imported by torch._dynamo, which tensordict imports) each carry their own LLVM, and
+    triton's library crashes while loading if Mesa's came first; so with MUJOCO_GL=osmesa, triton, when installed,
+    is loaded before mujoco is. Every process that imports mujoco under MUJOCO_GL=osmesa calls this first."""
+    if os.environ.get("MUJOCO_GL") == "osmesa" and importlib.util.find_spec("triton") is not None:
+        importlib.import_module("triton")
+
+
+def check_video_flags(length: int, width: int, height: int) -> None:
+    """Raise ValueError (one line, naming the flag) for a clip that cannot be recorded."""
+    if length < 1:
+        raise ValueError(f"--video-length must be at least 1 frame, got {length}")
+    for flag, value in (("--video-width", width), ("--video-height", height)):
+        if value < 16 or value % 2:
+            raise ValueError(f"{flag} must be an even number of pixels, at least 16, got {value}")
 
 
 def _pick(gpu: int | None) -> str:

@@ -10,6 +10,9 @@ from typing import Any
 
 import yaml
 
+EXPORT_DIR = "exported"
+"""Sub-directory of a run directory that holds the policies exported for use without mjdist."""
+
 
 def run_dir_for(log_root: Path, experiment: str, run_name: str, now: datetime.datetime) -> Path:
     """``<log_root>/<experiment>/<YYYY-MM-DD_HH-MM-SS>[_<run_name>]``, absolute."""

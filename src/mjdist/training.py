@@ -24,7 +24,9 @@ from mjdist.launch.plan import LaunchPlan, make_plan
 from mjdist.launch.requeue import AUTO, find_continuation
 from mjdist.launch.selection import GpuIds, cpu_worker_flag, gpu_id_flags, select_devices
 from mjdist.overrides import resolve_config
-from mjdist.runs import check_writable, to_plain
+from mjdist.rendering import check_video_flags, choose_gl_backend
+from mjdist.run_summary import summary_on_exit
+from mjdist.runs import EXPORT_DIR, check_writable, to_plain
 from mjdist.tasks import TaskSpec, get_task
 
 if TYPE_CHECKING:
@@ -64,7 +66,8 @@ class TrainResult:
     checkpoints: tuple[Path, ...]
     """The run's ``model_<it>.pt`` files, by iteration."""
     exports: tuple[Path, ...]
-    """Files under ``<run dir>/exported`` (the TorchScript policy)."""
+    """Files under ``<run dir>/exported``: ``model_<it>.onnx`` per checkpoint, and the final ``policy.onnx`` and
+    ``policy.pt`` (TorchScript)."""
     parameter_digest: str
     """sha256 of the final actor and critic parameters (the same on every rank); '' when nothing was trained."""
     ranks: tuple[RankResult, ...]
@@ -152,6 +155,8 @@ def plan_training(spec: TaskSpec, cfg: TrainConfig) -> LaunchPlan:
         check_run_options(cfg)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if cfg.video:
+        _check_video(cfg)
     selection = select_devices(cfg.gpu_ids, cfg.cpu_workers, check_gpus=not cfg.dry_run)
     run_dir, resume_from = _start_point(spec.name, cfg)
     plan = make_plan(spec.name, cfg, selection, os.environ, datetime.datetime.now(), resume_from, run_dir)
@@ -163,6 +168,8 @@ def plan_training(spec: TaskSpec, cfg: TrainConfig) -> LaunchPlan:
             check_writable(plan.run_dir_path)
         except ValueError as error:
             raise UsageError(str(error)) from None
+    if cfg.video and not cfg.dry_run:  # rank 0 renders; the ranks inherit MUJOCO_GL (RenderingUnavailable: exit 2)
+        choose_gl_backend(plan.ranks[0].device)
     if selection.notice:
         log.info("%s", selection.notice)
     return plan
@@ -180,11 +187,15 @@ def run_training(spec: TaskSpec, cfg: TrainConfig) -> TrainResult:
     ranks = ", ".join(f"{r.rank}:{r.device}" for r in plan.ranks)
     log.info("Training %s on %d rank(s) [%s]; run directory: %s", plan.task, plan.world_size, ranks, plan.run_dir)
     start = time.perf_counter()
-    results = train_with_restarts(plan, cfg, spec)
-    wall_time_s = time.perf_counter() - start
-    digests = {result.parameter_digest for result in results}
-    if len(digests) > 1:
-        raise RankFailedError(f"ranks ended with different parameters; gradient averaging is broken: {sorted(digests)}")
+    with summary_on_exit(plan) as run_end:  # summary.json however the run ends (an exception marks it failed)
+        results = train_with_restarts(plan, cfg, spec)
+        wall_time_s = time.perf_counter() - start
+        digests = {result.parameter_digest for result in results}
+        if len(digests) > 1:
+            raise RankFailedError(
+                f"ranks ended with different parameters; gradient averaging is broken: {sorted(digests)}"
+            )
+        run_end.finished(results[0].parameter_digest)
     if plan.world_size > 1:
         log.info(
             "All %d ranks ended with identical parameters (sha256 %s)",
@@ -234,6 +245,15 @@ def _start_point(task: str, cfg: TrainConfig) -> tuple[Path | None, Path | None]
     return None, _checked_resume(task, cfg.resume) if cfg.resume is not None else None
 
 
+def _check_video(cfg: TrainConfig) -> None:
+    try:
+        check_video_flags(cfg.video_length, cfg.video_width, cfg.video_height)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if cfg.video_interval < 1:
+        raise UsageError(f"--video-interval must be at least 1 iteration, got {cfg.video_interval}")
+
+
 def _checked_resume(task: str, resume: Path) -> Path:
     """The checkpoint to resume from, read once here so that a bad one is refused before anything starts."""
     checkpoint = resolve_checkpoint(resume, task)
@@ -252,7 +272,7 @@ def _result(plan: LaunchPlan, cfg: TrainConfig, ranks: tuple[RankResult, ...], w
     """The run's result; ``ranks`` is empty when nothing was left to train (a finished run under resume auto)."""
     main = ranks[0] if ranks else None
     run_dir = plan.run_dir_path
-    exported = run_dir / "exported"
+    exported = run_dir / EXPORT_DIR
     return TrainResult(
         task=plan.task,
         run_dir=run_dir,
@@ -268,7 +288,9 @@ def _result(plan: LaunchPlan, cfg: TrainConfig, ranks: tuple[RankResult, ...], w
         checkpoints=tuple(
             sorted((p for p in run_dir.iterdir() if CHECKPOINT_NAME.match(p.name)), key=checkpoint_iteration)
         ),
-        exports=tuple(sorted(p for p in exported.rglob("*") if p.is_file())) if exported.is_dir() else (),
+        exports=tuple(sorted(p for p in exported.rglob("*") if p.is_file() and not p.name.startswith(".")))
+        if exported.is_dir()
+        else (),
         parameter_digest=main.parameter_digest if main else "",
         ranks=ranks,
     )

@@ -25,6 +25,10 @@ class CartpoleEnv(MjWarpEnv):
         )
         return {"policy": obs, "critic": obs}
 
+    def policy_observation_terms(self) -> dict[str, int]:
+        """The five numbers of :meth:`observations`, in order."""
+        return dict.fromkeys(("cart_position", "cos_pole_angle", "sin_pole_angle", "cart_velocity", "pole_velocity"), 1)
+
     def terminations(self) -> dict[str, torch.Tensor]:
         """Cart off the track; pole past the angle limit (wrapped to [-pi, pi], kept for the rewards)."""
         self.wrapped_angle = torch.remainder(self.pole_angle + math.pi, 2 * math.pi) - math.pi

@@ -158,6 +158,23 @@ class QuadrupedEnv(MjWarpEnv):
         )
         return {"policy": policy, "critic": torch.cat((*clean, privileged), dim=-1)}
 
+    def policy_observation_terms(self) -> dict[str, int]:
+        """The policy terms of :meth:`observations`, in order."""
+        joints = self.num_actions
+        return {"base_lin_vel": 3, "base_ang_vel": 3, "projected_gravity": 3, "velocity_command": 3,
+                "joint_pos": joints, "joint_vel": joints, "last_action": joints}  # fmt: skip
+
+    def deployment_metadata(self) -> dict[str, object]:
+        """Actions are joint position targets around the standing pose (target = default_joint_pos + action_scale x
+        action), tracked by PD actuators with these gains; joint_pos observations are relative to the same pose."""
+        model = self.mj_model
+        return {
+            "joint_names": [model.joint(model.actuator_trnid[i, 0]).name for i in range(model.nu)],
+            "default_joint_pos": self.default_joint_pos.tolist(),
+            "joint_stiffness": model.actuator_gainprm[:, 0].tolist(),
+            "joint_damping": (-model.actuator_biasprm[:, 2]).tolist(),
+        }
+
     def terminations(self) -> dict[str, torch.Tensor]:
         """Trunk touching the floor, trunk too low, trunk tilted past max_tilt."""
         return {

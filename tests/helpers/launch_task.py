@@ -2,7 +2,8 @@
 
 ``launch_task.py LOG_ROOT WORKERS ITERATIONS [--num-envs N] [--save-interval N] [--max-restarts N]
 [--timeout S] [--learning-rate LR]`` prints one JSON list of RankResult dicts on stdout and exits like
-``train``: 0 on success, 1 when a rank failed, 130 when interrupted. Faults: see faulty_task.py.
+``train``: 0 on success, 1 when a rank failed, 130 when interrupted. Like ``train``, it writes the run's summary.json.
+Faults: see faulty_task.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mjdist.errors import RankFailedError
 from mjdist.launch.devices import resolve_devices
 from mjdist.launch.plan import make_plan
 from mjdist.launch.restarts import train_with_restarts
+from mjdist.run_summary import summary_on_exit
 
 
 def main() -> int:
@@ -55,7 +57,9 @@ def main() -> int:
     selection = resolve_devices(["None"], args.workers, None, 0, os.cpu_count() or 1)
     plan = make_plan(FAULTY.name, cfg, selection, os.environ, datetime.datetime.now())
     try:
-        results = train_with_restarts(plan, cfg, FAULTY)
+        with summary_on_exit(plan) as run_end:  # as the train command does
+            results = train_with_restarts(plan, cfg, FAULTY)
+            run_end.finished(results[0].parameter_digest)
     except KeyboardInterrupt as interrupt:
         logging.error("Interrupted: %s", interrupt)
         return 130

@@ -139,6 +139,16 @@ class MjWarpEnv(ABC):
         """Reset the task's own per-env buffers where the boolean mask ``starting [num_envs]`` is set (with
         ``torch.where``/``masked_fill_``: indexing by a mask or ``nonzero()`` would wait for the device)."""
 
+    def policy_observation_terms(self) -> dict[str, int]:
+        """The terms of the ``policy`` observation group, in order, with their widths (recorded in exported
+        policies); the default names the whole group as one term."""
+        return {"policy": self.obs["policy"].shape[-1]}
+
+    def deployment_metadata(self) -> dict[str, object]:
+        """What code running an exported policy needs besides its observations and actions (e.g. the pose that
+        actions are offsets from), as JSON-ready values; none by default."""
+        return {}
+
     # ---- the core ---------------------------------------------------------------------------------------
 
     def step(

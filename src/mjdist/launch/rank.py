@@ -8,8 +8,8 @@ import logging
 import os
 import socket
 import statistics
-import warnings
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -20,18 +20,16 @@ from mjdist.checkpoints import checkpoint_iteration
 from mjdist.config import TrainConfig
 from mjdist.envs.core import MjWarpEnv
 from mjdist.envs.vec_env import RslRlVecEnv
+from mjdist.exports import export_final_policy
 from mjdist.launch.context import RankContext, RankResult
 from mjdist.launch.kernel_cache import built_marker, mark_built
 from mjdist.launch.plan import LaunchPlan
 from mjdist.launch.rank_setup import pin_rank_to_device
 from mjdist.launch.worker import first_line
 from mjdist.rl.runner import DistributedRunner
+from mjdist.run_summary import write_progress
 from mjdist.runs import write_params
 from mjdist.tasks import TaskSpec
-
-EXPORTED_POLICY = "policy.pt"
-"""TorchScript policy written to <run dir>/exported/ after training: actions from the concatenated actor
-observations, normalization included; runs with plain torch (torch.jit.load), without mjdist."""
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +54,14 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
             resume(runner, Path(plan.resume_from), ctx.device)
         if ctx.is_main:
             write_params(plan.run_dir_path, {"env": cfg.env, "agent": cfg.agent, "launch": plan.to_json()})
+            started = time.monotonic()
+            runner.iteration_hooks.append(lambda _: write_progress(plan, runner.metrics(), time.monotonic() - started))
+            if cfg.video:
+                runner.iteration_hooks.append(training_clips(runner, spec, cfg, ctx.seed))
         runner.learn(iterations_to_run(plan, cfg, runner.current_learning_iteration))
         if ctx.is_main:
-            with warnings.catch_warnings():  # torch deprecates jit.script, which rsl_rl's exporter uses
-                warnings.simplefilter("ignore", FutureWarning)
-                runner.export_policy_to_jit(str(plan.run_dir_path / "exported"), EXPORTED_POLICY)
+            final_checkpoint = plan.run_dir_path / f"model_{runner.current_learning_iteration}.pt"
+            export_final_policy(runner.alg.get_policy(), plan.run_dir_path, final_checkpoint)
     return RankResult(
         rank=ctx.rank,
         parameter_digest=network_digest(runner.alg.actor, runner.alg.critic),
@@ -69,6 +70,16 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
         mean_reward=_mean(runner.logger.rewbuffer),
         mean_episode_length=_mean(runner.logger.lenbuffer),
     )
+
+
+def training_clips(runner: DistributedRunner, spec: TaskSpec, cfg: TrainConfig, seed: int) -> Callable[[int], None]:
+    """Rank 0's ``--video`` recorder, as an iteration hook (imports the renderer only when asked to)."""
+    from mjdist.play.video import VideoSpec
+    from mjdist.train_video import ClipSchedule, TrainingClips
+
+    last_iteration = runner.current_learning_iteration + cfg.agent.max_iterations - 1
+    frames = VideoSpec(Path(), cfg.video_length, cfg.video_width, cfg.video_height, spec.video_camera)
+    return TrainingClips(runner, spec, ClipSchedule(cfg.video_interval, last_iteration), frames, seed)
 
 
 def build_env(spec: TaskSpec, cfg: TrainConfig, ctx: RankContext) -> MjWarpEnv:

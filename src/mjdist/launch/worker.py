@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import cloudpickle
 
+from mjdist.rendering import load_triton_before_mesa
 from mjdist.rl.interrupt import raise_interrupt
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def run_worker(job: bytes) -> object:
     signal.signal(signal.SIGUSR1, raise_interrupt)  # the launcher's stop request, before training installs its own
     rank = int(os.environ.get("RANK", "0"))
     try:
+        load_triton_before_mesa()
         rank_fn, args = cloudpickle.loads(job)
         return rank_fn(*args)
     except KeyboardInterrupt:

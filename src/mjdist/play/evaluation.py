@@ -87,11 +87,12 @@ class PlaySummary:
     """Control steps taken."""
     episodes: int
     """Episodes that finished."""
-    mean_return: float | None
-    """Mean undiscounted return of the finished episodes; None if none finished."""
-    std_return: float | None
+    mean_reward: float | None
+    """Mean undiscounted return of the finished episodes (named like train's ``Train/mean_reward`` and
+    summary.json); None if none finished."""
+    std_reward: float | None
     """Population standard deviation of their returns (0 for one episode); None if none finished."""
-    mean_length: float | None
+    mean_episode_length: float | None
     """Mean length of the finished episodes in control steps; None if none finished."""
     video: str | None = None
     """Absolute path of the mp4 recorded before the evaluation; None without a video."""
@@ -109,9 +110,9 @@ class PlaySummary:
             num_envs=num_envs,
             steps=episodes.steps,
             episodes=len(episodes.returns),
-            mean_return=statistics.fmean(episodes.returns) if finished else None,
-            std_return=statistics.pstdev(episodes.returns) if finished else None,
-            mean_length=statistics.fmean(episodes.lengths) if finished else None,
+            mean_reward=statistics.fmean(episodes.returns) if finished else None,
+            std_reward=statistics.pstdev(episodes.returns) if finished else None,
+            mean_episode_length=statistics.fmean(episodes.lengths) if finished else None,
             video=video,
         )
 
@@ -122,10 +123,10 @@ class PlaySummary:
     def to_text(self) -> str:
         """One line, e.g. ``cartpole-balance | policy model_99.pt | 32 episodes over 16 envs | return ...``."""
         who = self.agent if self.checkpoint is None else f"{self.agent} {Path(self.checkpoint).name}"
-        if self.mean_return is None or self.std_return is None or self.mean_length is None:
+        if self.mean_reward is None or self.std_reward is None or self.mean_episode_length is None:
             result, length = "n/a", "n/a"
         else:
-            result, length = f"{self.mean_return:.2f} ± {self.std_return:.2f}", f"{self.mean_length:.1f} steps"
+            result, length = f"{self.mean_reward:.2f} ± {self.std_reward:.2f}", f"{self.mean_episode_length:.1f} steps"
         episodes = f"{_count(self.episodes, 'episode')} over {_count(self.num_envs, 'env')}"
         return f"{self.task} | {who} | {episodes} | return {result} | length {length}"
 

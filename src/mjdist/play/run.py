@@ -24,7 +24,7 @@ from mjdist.launch.devices import DeviceSelectionError
 from mjdist.launch.selection import GpuIds, gpu_id_flags, select_devices
 from mjdist.overrides import resolve_config
 from mjdist.play.config import PlayConfig
-from mjdist.rendering import choose_gl_backend
+from mjdist.rendering import check_video_flags, choose_gl_backend
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec, get_task
 
@@ -106,8 +106,6 @@ def play(
 def run_play(spec: TaskSpec, cfg: PlayConfig) -> PlaySummary:
     """Check the request, then build the environments and the actor, roll out and summarize."""
     plan = plan_play(spec, cfg)
-    if plan.video is not None:
-        choose_gl_backend(plan.device)
     return _play(spec, cfg, plan)
 
 
@@ -143,8 +141,14 @@ def plan_play(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     num_episodes, num_steps = _budget(cfg, env.num_envs)
-    _check_video_flags(cfg)
+    if cfg.video:
+        try:
+            check_video_flags(cfg.video_length, cfg.video_width, cfg.video_height)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     device = _device(cfg)
+    if cfg.video:
+        choose_gl_backend(device)  # RenderingUnavailable (a UsageError) names what to install
     if cfg.agent != "policy":
         if cfg.checkpoint is not None or cfg.run is not None:
             raise UsageError(f"--agent {cfg.agent} plays without a checkpoint; drop --checkpoint and --run")
@@ -158,14 +162,6 @@ def plan_play(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
     policy = PolicyCheckpoint(path.absolute(), checkpoint["iter"], train_cfg)
     video = _video_path(cfg, policy.path.parent / "videos" / "play" / f"{path.stem}.mp4")
     return PlayPlan(env, num_episodes, num_steps, device, policy, video)
-
-
-def _check_video_flags(cfg: PlayConfig) -> None:
-    if cfg.video_length < 1:
-        raise UsageError(f"--video-length must be at least 1 frame, got {cfg.video_length}")
-    for flag, value in (("--video-width", cfg.video_width), ("--video-height", cfg.video_height)):
-        if value < 16 or value % 2:
-            raise UsageError(f"{flag} must be an even number of pixels, at least 16, got {value}")
 
 
 def _video_path(cfg: PlayConfig, path: Path) -> Path | None:

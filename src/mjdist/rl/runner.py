@@ -6,7 +6,9 @@ import contextlib
 import io
 import logging
 import os
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -16,12 +18,14 @@ from rsl_rl.runners import OnPolicyRunner
 from torch.utils.tensorboard import SummaryWriter
 
 from mjdist.checkpoints import CheckpointError, load_weights_only, write_checkpoint
+from mjdist.exports import OnnxExporter, checkpoint_onnx_path, onnx_metadata
 from mjdist.launch.context import IterationTiming
 from mjdist.launch.heartbeat import beat
 from mjdist.rl.health import IterationHealth, NonFiniteTrainingError, non_finite_parameters
 from mjdist.rl.interrupt import StopRequest, TrainingInterrupted
 from mjdist.rl.normalization import gather_normalizer_statistics
 from mjdist.rl.progress import ProgressLogger
+from mjdist.run_summary import TrainingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,7 @@ class DistributedRunner(OnPolicyRunner):
 
     def __init__(self, env: VecEnv, train_cfg: dict, log_dir: str | None, device: str, task: str) -> None:
         self.task = task
+        self._onnx = OnnxExporter()
         with contextlib.redirect_stdout(_DebugLog()):
             super().__init__(env, train_cfg, log_dir=log_dir, device=device)
         gather_normalizer_statistics(self.alg.actor, self.alg.critic)
@@ -58,6 +63,8 @@ class DistributedRunner(OnPolicyRunner):
         self.stop_request = StopRequest()
         self.iteration_timings: list[IterationTiming] = []
         self._start_iteration = 0
+        self.iteration_hooks: list[Callable[[int], None]] = []
+        """Called with the iteration's number once it is complete and logged, on this rank (before a stop)."""
         self._sync_s = 0.0
         self._sync_events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._reduce_parameters = self.alg.reduce_parameters
@@ -126,8 +133,24 @@ class DistributedRunner(OnPolicyRunner):
             self._sync_events.clear()
         self.iteration_timings.append(IterationTiming(collect_time, learn_time, self._sync_s))
         self._sync_s = 0.0
+        for hook in self.iteration_hooks:
+            hook(iteration)
         self._check_iteration(iteration)
         beat(self.gpu_global_rank, f"finished iteration {iteration + 1}")
+
+    def metrics(self) -> TrainingMetrics:
+        """Iterations completed by this runner, env-steps/s of all ranks over them, and the mean return and length
+        of the last 100 episodes (tracked on rank 0 only)."""
+        timings = self.iteration_timings
+        seconds = sum(timing.collect_s + timing.learn_s for timing in timings)
+        steps = self.cfg["num_steps_per_env"] * self.env.num_envs * self.gpu_world_size * len(timings)
+        rewards, lengths = self.logger.rewbuffer, self.logger.lenbuffer
+        return TrainingMetrics(
+            iterations=len(timings),
+            env_steps_per_s=steps / seconds if seconds > 0 else None,
+            mean_reward=statistics.mean(rewards) if rewards else None,
+            mean_episode_length=statistics.mean(lengths) if lengths else None,
+        )
 
     def _check_iteration(self, iteration: int) -> None:
         """Once per iteration, all ranks together (none waits alone): count the worlds reset for diverging
@@ -171,7 +194,9 @@ class DistributedRunner(OnPolicyRunner):
 
     def save(self, path: str, infos: dict | None = None) -> None:
         """rsl_rl's checkpoint, which also records the task and the train_cfg that built its networks, written
-        atomically (see :func:`mjdist.checkpoints.write_checkpoint`); never one with non-finite parameters."""
+        atomically (see :func:`mjdist.checkpoints.write_checkpoint`); never one with non-finite parameters; and its
+        policy as ONNX in ``exported/`` (once per iteration: rsl_rl saves the last iteration twice when it falls on
+        the save interval)."""
         if non_finite_parameters(self.alg.actor, self.alg.critic).item():
             raise NonFiniteTrainingError(
                 f"not saving {path}: non-finite parameters at iteration {self.current_learning_iteration + 1}"
@@ -181,6 +206,10 @@ class DistributedRunner(OnPolicyRunner):
         state["infos"] = {"task": self.task, "train_cfg": self.cfg, **(infos or {})}
         write_checkpoint(state, Path(path))
         self.logger.save_model(path, self.current_learning_iteration)
+        onnx_path = checkpoint_onnx_path(Path(path))
+        if not onnx_path.exists():
+            metadata = onnx_metadata(self.env.env, self.task, self.current_learning_iteration)  # type: ignore[attr-defined]
+            self._onnx.export(self.alg.get_policy(), onnx_path, metadata)
 
     def _configure_multi_gpu(self) -> None:
         self.is_distributed = dist.is_initialized() and dist.get_world_size() > 1

@@ -1,0 +1,110 @@
+"""``<run>/summary.json`` from the train command, however the run ends: the launch is replaced by a stand-in, so
+these tests start no rank (the real runs are checked in test_video.py, test_interrupt.py and test_faults.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mjdist import training
+from mjdist.checkpoints import CheckpointError
+from mjdist.cli import train as train_cli
+from mjdist.errors import RankFailedError
+from mjdist.launch.context import RankResult
+from mjdist.run_summary import SUMMARY_FILE, TrainingMetrics, read_summary, write_progress
+
+TASK = "cartpole-balance"
+SHARED_FIELDS = ["task", "run_dir", "world_size", "devices", "hosts", "iterations", "env_steps_per_s", "mean_reward",
+                 "mean_episode_length", "wall_time_s", "checkpoints", "exports", "parameter_digest", "status",
+                 "cause"]  # fmt: skip
+PROGRESS = TrainingMetrics(iterations=4, env_steps_per_s=1234.5, mean_reward=17.0, mean_episode_length=21.5)
+
+
+def train_with(monkeypatch: pytest.MonkeyPatch, log_root: Path, launch_does) -> tuple[int | None, dict | None]:
+    """Run ``train`` with ``launch_does(plan)`` in place of the launch; its exit code (None if it raised) and the
+    summary it wrote (None if none)."""
+    monkeypatch.setattr(training, "train_on_ranks", lambda plan, cfg, spec: launch_does(plan))
+    args = [TASK, "--gpu-ids", "None", "--log-root", str(log_root), "--cpu-workers", "2"]
+    try:
+        code = train_cli.main(args)
+    except RuntimeError:
+        code = None
+    summaries = list(log_root.rglob(SUMMARY_FILE))
+    return code, (read_summary(summaries[0].parent) if summaries else None)
+
+
+def rank_0_completed_iterations(plan) -> None:
+    """What rank 0 does after each iteration: write the summary so far."""
+    write_progress(plan, PROGRESS, wall_time_s=3.0)
+    (plan.run_dir_path / "model_3.pt").write_bytes(b"")
+
+
+def test_a_finished_run(monkeypatch: pytest.MonkeyPatch, log_root: Path) -> None:
+    def finish(plan):
+        rank_0_completed_iterations(plan)
+        return [RankResult(rank, "d" * 64, f"obs{rank}") for rank in range(2)]
+
+    code, summary = train_with(monkeypatch, log_root, finish)
+    assert code == 0 and summary is not None
+    assert list(summary) == SHARED_FIELDS
+    (run_dir,) = (log_root / "cartpole_balance").iterdir()
+    assert summary["task"] == TASK and summary["run_dir"] == str(run_dir) and summary["world_size"] == 2
+    assert summary["devices"] == ["cpu", "cpu"] and len(summary["hosts"]) == 1
+    assert summary["iterations"] == 4 and summary["env_steps_per_s"] == 1234.5
+    assert (summary["mean_reward"], summary["mean_episode_length"]) == (17.0, 21.5)
+    assert summary["checkpoints"] == [str(run_dir / "model_3.pt")] and summary["exports"] == []
+    assert (summary["parameter_digest"], summary["status"], summary["cause"]) == ("d" * 64, "finished", None)
+    assert 0 <= summary["wall_time_s"] < 60
+
+
+def test_ranks_that_disagree_fail_the_run(monkeypatch: pytest.MonkeyPatch, log_root: Path) -> None:
+    code, summary = train_with(
+        monkeypatch, log_root, lambda plan: [RankResult(0, "a" * 64, "x"), RankResult(1, "b" * 64, "y")]
+    )
+    assert code == 1 and summary is not None
+    assert summary["status"] == "failed" and summary["cause"].startswith("ranks ended with different parameters")
+    assert summary["parameter_digest"] is None and summary["iterations"] == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "status", "cause"),
+    [
+        (RankFailedError("rank 1: InjectedFault: at step 40"), 1, "failed", "rank 1: InjectedFault: at step 40"),
+        (KeyboardInterrupt(training.INTERRUPTED_AFTER_ITERATION), 130, "interrupted",
+         training.INTERRUPTED_AFTER_ITERATION),
+        (KeyboardInterrupt(), 130, "interrupted", "interrupted (Ctrl-C or SIGTERM)"),
+        (RuntimeError("CUDA error: an illegal memory access\nmore"), None, "failed",
+         "RuntimeError: CUDA error: an illegal memory access"),
+    ],
+)  # fmt: skip
+def test_a_run_that_ends_early_keeps_rank_0s_progress(
+    monkeypatch: pytest.MonkeyPatch, log_root: Path, error: BaseException, code: int | None, status: str, cause: str
+) -> None:
+    def fail(plan):
+        rank_0_completed_iterations(plan)
+        raise error
+
+    exit_code, summary = train_with(monkeypatch, log_root, fail)
+    assert exit_code == code and summary is not None
+    assert (summary["status"], summary["cause"]) == (status, cause)
+    assert summary["iterations"] == 4 and summary["mean_reward"] == 17.0 and summary["parameter_digest"] is None
+    assert [Path(path).name for path in summary["checkpoints"]] == ["model_3.pt"]
+
+
+def test_a_run_that_fails_before_any_iteration(monkeypatch: pytest.MonkeyPatch, log_root: Path) -> None:
+    def fail(plan):
+        raise RankFailedError("rank 0: InjectedFault: injected start-up fault")
+
+    code, summary = train_with(monkeypatch, log_root, fail)
+    assert code == 1 and summary is not None
+    assert summary["status"] == "failed" and summary["iterations"] == 0
+    assert summary["env_steps_per_s"] is None and summary["mean_reward"] is None and summary["checkpoints"] == []
+
+
+def test_a_refused_checkpoint_writes_nothing(monkeypatch: pytest.MonkeyPatch, log_root: Path) -> None:
+    def refuse(plan):
+        raise CheckpointError("checkpoint x does not fit this task's networks")
+
+    code, summary = train_with(monkeypatch, log_root, refuse)
+    assert code == 2 and summary is None and not log_root.exists()
