@@ -12,8 +12,9 @@ from pathlib import Path
 from mjdist.checkpoints import CheckpointError, read_checkpoint, resolve_checkpoint
 from mjdist.cli.usage import UsageError, fail_usage, parse_task_command
 from mjdist.config import TrainConfig
-from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count, resolve_devices
-from mjdist.launch.plan import LaunchPlan, make_plan
+from mjdist.launch.devices import DeviceSelectionError, check_gpus_exist, cuda_device_count
+from mjdist.launch.plan import LaunchPlan
+from mjdist.launch.resolve import resolve_plan
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec
 
@@ -45,21 +46,15 @@ def _plan(task: str, cfg: TrainConfig) -> LaunchPlan:
     cfg.agent.validate()
     cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
     device_count = cuda_device_count(cuda_visible_devices)
-    selection = resolve_devices(
-        gpu_ids=cfg.gpu_ids or None,
-        cpu_workers=cfg.cpu_workers,
-        cuda_visible_devices=cuda_visible_devices,
-        device_count=device_count,
-        cpu_count=len(os.sched_getaffinity(0)),
-    )
     resume_from = _checked_resume(task, cfg.resume) if cfg.resume is not None else None
-    plan = make_plan(task, cfg, selection, os.environ, datetime.datetime.now(), resume_from)
+    plan, notice = resolve_plan(task, cfg, os.environ, device_count, datetime.datetime.now(), resume_from)
     if not cfg.dry_run:
-        if selection.kind == "cuda":
+        if any(rank.physical_gpu is not None for rank in plan.ranks):
             check_gpus_exist(cuda_visible_devices, device_count)
-        check_writable(plan.run_dir_path)
-    if selection.notice:
-        log.info("%s", selection.notice)
+        if plan.ranks[0].rank == 0:  # in rank mode only rank 0 writes, and only its host must allow it
+            check_writable(plan.run_dir_path)
+    if notice:
+        log.info("%s", notice)
     return plan
 
 

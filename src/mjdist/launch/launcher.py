@@ -28,13 +28,18 @@ log = logging.getLogger(__name__)
 
 ENV_VARS_FOR_RANKS = (
     *torchrunx.DEFAULT_ENV_VARS_FOR_COPY,
+    "LD_LIBRARY_PATH",
+    "GLOO_*",
     "MUJOCO*",
     "WARP*",
     "WANDB*",
     "OMP_NUM_THREADS",
     "HOME",
 )
-"""Variables the ranks need, copied explicitly so they also reach ranks on other hosts."""
+"""Variables the ranks need (shell patterns), copied explicitly so they also reach ranks on other hosts, whose
+agents start over SSH with a bare environment. LD_LIBRARY_PATH is named outright: torchrunx releases differ in
+whether their pattern for it ('LD_LIBRARY' or 'LD_LIBRARY*') matches it. GLOO_* and NCCL* carry the choice of
+network interface (GLOO_SOCKET_IFNAME, NCCL_SOCKET_IFNAME) and NCCL's settings to every rank."""
 CLEANUP_GRACE_S = 3.0
 INTERRUPTED_AFTER_ITERATION = "interrupted; every rank stopped after its current iteration, which rank 0 saved"
 PR_SET_CHILD_SUBREAPER = 36
@@ -50,7 +55,11 @@ class RankFailedError(RuntimeError):
 
 def launch(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
     """Train on every rank of the plan and return their results in rank order."""
-    if plan.world_size == 1:
+    if plan.launcher == "environment":
+        from mjdist.launch.rank_mode import train_as_rank
+
+        return train_as_rank(plan, cfg, spec)
+    if plan.launcher == "in-process":
         from mjdist.launch.rank import train_rank  # the launcher of several ranks never needs it
 
         with _signals_as_interrupt():
@@ -60,17 +69,19 @@ def launch(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResul
 
 def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
     with tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file:
+        hosts = list(plan.hosts)
         launcher = torchrunx.Launcher(
-            hostnames=["localhost"],
-            workers_per_host=plan.world_size,
+            hostnames=hosts,
+            workers_per_host=plan.ranks_per_host,
+            ssh_config_file=plan.ssh_config,
             backend=plan.backend,  # type: ignore[arg-type]
             copy_env_vars=ENV_VARS_FOR_RANKS,
             extra_env_vars={"CUDA_VISIBLE_DEVICES": plan.rank_visible_devices} if plan.rank_visible_devices else None,
         )
         launcher.set_logging_handlers(
-            partial(log_handlers, ["localhost"], [plan.world_size], plan.torchrunx_log_dir, failure_file.name)
+            partial(log_handlers, hosts, [plan.ranks_per_host] * len(hosts), plan.torchrunx_log_dir, failure_file.name)
         )
-        log.info("Launching %d ranks (%s) through torchrunx", plan.world_size, plan.backend)
+        log.info("Launching %d ranks (%s) on %s through torchrunx", plan.world_size, plan.backend, ", ".join(hosts))
         stop = _RankStopper()
         try:
             with stop.on_signals(), _no_orphans():

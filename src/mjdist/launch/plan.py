@@ -11,6 +11,7 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from mjdist.config import TrainConfig
 from mjdist.launch.devices import DeviceSelection
@@ -22,9 +23,11 @@ class RankPlan:
     """What one rank runs on."""
 
     rank: int
+    host: str
+    """The host the rank runs on ('localhost' for a single-host launch)."""
     local_rank: int
     device: str
-    """torch/Warp device inside the rank: 'cpu', or 'cuda:<i>' (in a multi-GPU job, i = local rank)."""
+    """torch/Warp device inside the rank: 'cpu', or 'cuda:<i>' (in a multi-rank job, i = local rank)."""
     physical_gpu: str | None
     """The CUDA_VISIBLE_DEVICES entry of the rank's GPU (None on the CPU)."""
     seed: int
@@ -35,6 +38,9 @@ class LaunchPlan:
     """Everything resolved before any process starts."""
 
     task: str
+    launcher: Literal["in-process", "torchrunx", "environment"]
+    """How the ranks start: 'in-process' (one rank, this process), 'torchrunx' (mjdist starts every rank), or
+    'environment' (torchrun, OSMO or Kubernetes started this process as one rank; ``ranks`` lists only it)."""
     world_size: int
     backend: str | None
     """'nccl' (GPUs), 'gloo' (CPU workers) or None (a single process)."""
@@ -46,14 +52,29 @@ class LaunchPlan:
     """torch intra-op threads per rank (1 per CPU worker unless OMP_NUM_THREADS is set; None: torch's default)."""
     resume_from: str | None = None
     """Checkpoint every rank loads before training (None: start from scratch)."""
+    hosts: tuple[str, ...] = ("localhost",)
+    """The hosts, in rank order (global rank = host index x ranks per host + local rank)."""
+    ssh_config: str | None = None
+    """OpenSSH client config torchrunx uses to reach the hosts (None: ~/.ssh/config)."""
+
+    @property
+    def ranks_per_host(self) -> int:
+        """Ranks on each host (every host runs the same number)."""
+        return self.world_size // len(self.hosts) if self.launcher == "torchrunx" else 1
+
+    def rank_plan(self, rank: int) -> RankPlan:
+        """The plan of global rank ``rank``."""
+        (found,) = (plan for plan in self.ranks if plan.rank == rank)
+        return found
 
     @property
     def rank_visible_devices(self) -> str | None:
         """CUDA_VISIBLE_DEVICES for the ranks of a multi-GPU job: the selected GPUs in rank order, so that
         rank r's ``cuda:r`` is its GPU whatever initialized CUDA first (torchrunx creates the NCCL group
         before the rank's code runs). None when the ranks keep the launcher's environment."""
-        gpus = [rank.physical_gpu for rank in self.ranks if rank.physical_gpu is not None]
-        return ",".join(gpus) if self.world_size > 1 and gpus else None
+        first_host = [rank for rank in self.ranks if rank.host == self.hosts[0]]  # every host gets the same GPUs
+        gpus = [rank.physical_gpu for rank in first_host if rank.physical_gpu is not None]
+        return ",".join(gpus) if self.launcher == "torchrunx" and gpus else None
 
     @property
     def run_dir_path(self) -> Path:
@@ -72,38 +93,46 @@ def make_plan(
     environ: Mapping[str, str],
     now: datetime.datetime,
     resume_from: Path | None = None,
+    hosts: tuple[str, ...] = ("localhost",),
 ) -> LaunchPlan:
-    """Resolve devices, seeds and directories for every rank."""
+    """Resolve devices, seeds and directories for every rank: the selection repeats on every host, in host
+    order (global rank = host index x ranks per host + local rank)."""
     run_dir = run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
+    world_size = len(hosts) * selection.world_size
     ranks = tuple(
         RankPlan(
-            rank=rank,
-            local_rank=rank,
-            device=_rank_device(selection, rank),
-            physical_gpu=selection.physical_gpus[rank] if selection.kind == "cuda" else None,
-            seed=cfg.agent.seed + rank,
+            rank=host_index * selection.world_size + local_rank,
+            host=host,
+            local_rank=local_rank,
+            device=_rank_device(selection, local_rank, world_size),
+            physical_gpu=selection.physical_gpus[local_rank] if selection.kind == "cuda" else None,
+            seed=cfg.agent.seed + host_index * selection.world_size + local_rank,
         )
-        for rank in range(selection.world_size)
+        for host_index, host in enumerate(hosts)
+        for local_rank in range(selection.world_size)
     )
     cpu_workers = selection.kind == "cpu" and selection.world_size > 1
     return LaunchPlan(
         task=task,
-        world_size=selection.world_size,
-        backend=selection.backend,
+        launcher="in-process" if world_size == 1 else "torchrunx",
+        world_size=world_size,
+        backend=None if world_size == 1 else ("nccl" if selection.kind == "cuda" else "gloo"),
         ranks=ranks,
         run_dir=str(run_dir),
-        torchrunx_log_dir=_torchrunx_log_dir(cfg, selection.world_size, run_dir, environ),
+        torchrunx_log_dir=_torchrunx_log_dir(cfg, world_size, run_dir, environ),
         torch_threads=1 if cpu_workers and "OMP_NUM_THREADS" not in environ else None,
         resume_from=str(resume_from.absolute()) if resume_from is not None else None,
+        hosts=hosts,
+        ssh_config=str(cfg.ssh_config.absolute()) if cfg.ssh_config is not None and world_size > 1 else None,
     )
 
 
-def _rank_device(selection: DeviceSelection, rank: int) -> str:
+def _rank_device(selection: DeviceSelection, local_rank: int, world_size: int) -> str:
     if selection.kind == "cpu":
         return "cpu"
-    if selection.world_size == 1:
+    if world_size == 1:
         return f"cuda:{selection.visible_indices[0]}"
-    return f"cuda:{rank}"  # ranks see exactly the selected GPUs, in rank order (see rank_visible_devices)
+    return f"cuda:{local_rank}"  # ranks see exactly the selected GPUs, in rank order (see rank_visible_devices)
 
 
 def _torchrunx_log_dir(cfg: TrainConfig, world_size: int, run_dir: Path, environ: Mapping[str, str]) -> str | None:
