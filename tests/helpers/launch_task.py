@@ -1,7 +1,9 @@
 """Launch the (optionally faulty) cart-pole through mjdist's real launcher and print the ranks' results.
 
-``launch_task.py LOG_ROOT WORKERS ITERATIONS`` prints one JSON list of RankResult dicts on stdout and exits like
-``train``: 0 on success, 1 when a rank failed, 130 when interrupted. Faults: see faulty_task.py.
+``launch_task.py LOG_ROOT WORKERS ITERATIONS [HOST ...]`` prints one JSON list of RankResult dicts on stdout and
+exits like ``train``: 0 on success, 1 when a rank failed, 130 when interrupted. Faults: see faulty_task.py.
+It plans like ``train`` does: as one rank under torchrun-style variables, else WORKERS CPU workers on each HOST
+(this host if none), reached with the SSH config file named by ``MJDIST_TEST_SSH_CONFIG``.
 """
 
 from __future__ import annotations
@@ -17,21 +19,24 @@ from pathlib import Path
 from faulty_task import FAULTY
 
 from mjdist.config import TrainConfig
-from mjdist.launch.devices import resolve_devices
 from mjdist.launch.launcher import RankFailedError, launch
-from mjdist.launch.plan import make_plan
+from mjdist.launch.resolve import resolve_plan
 
 
 def main() -> int:
-    log_root, workers, iterations = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    log_root, workers, iterations, hosts = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), tuple(sys.argv[4:])
+    ssh_config = os.environ.get("MJDIST_TEST_SSH_CONFIG")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     cfg = TrainConfig(
         env=dataclasses.replace(FAULTY.env, num_envs=64),
         agent=dataclasses.replace(FAULTY.agent, max_iterations=iterations, save_interval=5),
         log_root=log_root,
+        gpu_ids=("None",),
+        cpu_workers=workers,
+        hosts=hosts,
+        ssh_config=Path(ssh_config) if ssh_config else None,
     )
-    selection = resolve_devices(["None"], workers, None, 0, os.cpu_count() or 1)
-    plan = make_plan(FAULTY.name, cfg, selection, os.environ, datetime.datetime.now())
+    plan, _ = resolve_plan(FAULTY.name, cfg, os.environ, 0, datetime.datetime.now(), None)
     try:
         results = launch(plan, cfg, FAULTY)
     except RankFailedError as failure:

@@ -166,15 +166,26 @@ def _train_in_group(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[
         torch.cuda.set_device(own.device)
     dist.init_process_group(plan.backend, init_method="env://", device_id=_device_id(own.device))
     try:
-        chosen = [plan.run_dir]
-        dist.broadcast_object_list(chosen, src=0)  # clocks and start times differ between nodes
-        agreed = dataclasses.replace(plan, run_dir=chosen[0])
-        result = train_rank(agreed, cfg, spec)
+        result = train_rank(_joint_plan(plan), cfg, spec)
         results: list[RankResult | None] = [None] * plan.world_size
         dist.all_gather_object(results, result)
     finally:
         dist.destroy_process_group()
     return [result for result in results if result is not None]
+
+
+def _joint_plan(plan: LaunchPlan) -> LaunchPlan:
+    """The plan of the whole job: every rank's own plan (so params/launch.yaml lists them all), and rank 0's run
+    directory, since clocks and start times differ between nodes."""
+    import torch.distributed as dist
+
+    ranks: list[RankPlan | None] = [None] * plan.world_size
+    dist.all_gather_object(ranks, plan.ranks[0])
+    chosen = [plan.run_dir]
+    dist.broadcast_object_list(chosen, src=0)
+    every = tuple(rank for rank in ranks if rank is not None)
+    hosts = tuple(dict.fromkeys(rank.host for rank in every))
+    return dataclasses.replace(plan, ranks=every, hosts=hosts, run_dir=chosen[0])
 
 
 def _device_id(device: str) -> object:
