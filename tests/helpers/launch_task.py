@@ -19,8 +19,11 @@ from pathlib import Path
 from faulty_task import FAULTY
 
 from mjdist.config import TrainConfig
+from mjdist.launch import launcher
 from mjdist.launch.launcher import RankFailedError, launch
 from mjdist.launch.resolve import resolve_plan
+
+launcher.ENV_VARS_FOR_RANKS = (*launcher.ENV_VARS_FOR_RANKS, "MJDIST_TEST_*")  # the faults reach remote ranks too
 
 
 def main() -> int:
