@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         plan = _plan(spec, cfg)
     except (ValueError, DeviceSelectionError, CheckpointError) as error:
         return fail_usage(PROG, str(error))
+    if cfg.dry_run:
+        print(json.dumps(_plan_json(spec, cfg, plan)))
+        return 0
     if plan.video is not None:
         _choose_renderer(plan.device)
     try:
@@ -88,7 +91,13 @@ def _plan(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
             raise ValueError(f"--agent {cfg.agent} plays without a checkpoint; drop --checkpoint and --run")
         video_dir = cfg.log_root / spec.agent.experiment_name / "videos" / "play"
         return PlayPlan(env, num_episodes, num_steps, device, None, _video_path(cfg, video_dir / f"{cfg.agent}.mp4"))
-    path = _checkpoint_path(spec, cfg)
+    try:
+        path = _checkpoint_path(spec, cfg)
+    except CheckpointError as error:
+        if not cfg.dry_run:
+            raise
+        log.warning("%s (a real run would stop here)", error)
+        return PlayPlan(env, num_episodes, num_steps, device, None)
     checkpoint = read_checkpoint(path, spec.name)
     train_cfg = checkpoint["infos"].get("train_cfg")
     if not isinstance(train_cfg, dict):
@@ -96,6 +105,20 @@ def _plan(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
     policy = PolicyCheckpoint(path.absolute(), checkpoint["iter"], train_cfg)
     video = _video_path(cfg, policy.path.parent / "videos" / "play" / f"{path.stem}.mp4")
     return PlayPlan(env, num_episodes, num_steps, device, policy, video)
+
+
+def _plan_json(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> dict:
+    """What ``--dry-run`` prints."""
+    return {
+        "task": spec.name,
+        "agent": cfg.agent,
+        "device": plan.device,
+        "num_envs": plan.env.num_envs,
+        "num_episodes": plan.num_episodes,
+        "num_steps": plan.num_steps,
+        "checkpoint": None if plan.checkpoint is None else str(plan.checkpoint.path),
+        "video": None if plan.video is None else str(plan.video),
+    }
 
 
 def _choose_renderer(device: str) -> None:
