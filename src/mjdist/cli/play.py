@@ -175,7 +175,8 @@ def _device(cfg: PlayConfig) -> str:
         raise DeviceSelectionError(f"play runs on one device; give one GPU id (got --gpu-ids {' '.join(cfg.gpu_ids)})")
     if selection.kind == "cpu":
         return "cpu"
-    check_gpus_exist(cuda_visible_devices, device_count)
+    if not cfg.dry_run:  # a dry run may plan for another machine, as train's does
+        check_gpus_exist(cuda_visible_devices, device_count)
     return f"cuda:{selection.visible_indices[0]}"
 
 
