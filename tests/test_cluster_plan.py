@@ -75,9 +75,13 @@ def test_one_gpu_on_each_of_two_hosts_is_a_two_rank_nccl_job(capsys, log_root: P
     assert rank_rows(plan) == [(0, "a", 0, "cuda:0", "1", 42), (1, "b", 0, "cuda:0", "1", 43)]
 
 
-def test_one_host_named_explicitly_runs_like_localhost(capsys, log_root: Path) -> None:
-    plan = plan_of(capsys, log_root, "--hosts", "node-a", "--gpu-ids", "None")
-    assert plan["launcher"] == "in-process" and plan["world_size"] == 1 and plan["ssh_config"] is None
+def test_one_rank_on_another_host_still_goes_there_through_torchrunx(capsys, log_root: Path, monkeypatch) -> None:
+    cpu = plan_of(capsys, log_root, "--hosts", "node-a", "--gpu-ids", "None")
+    assert cpu["launcher"] == "torchrunx" and cpu["world_size"] == 1 and cpu["backend"] is None
+    assert cpu["torchrunx_log_dir"] is not None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    gpu = plan_of(capsys, log_root, "--hosts", "node-a", "--gpu-ids", "1")
+    assert [(r["device"], r["physical_gpu"]) for r in gpu["ranks"]] == [("cuda:0", "5")]  # it sees only GPU 5
 
 
 def test_the_ssh_config_travels_in_the_plan(capsys, log_root: Path, tmp_path: Path) -> None:

@@ -13,17 +13,13 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from torchrunx.utils.environment import auto_hosts
-
 from mjdist.launch.devices import DeviceSelectionError
 
 LOCALHOST = "localhost"
 AUTO = "auto"
 
 
-def resolve_hosts(
-    hosts: Sequence[str], ssh_config: Path | None, detect: Callable[[], list[str]] = auto_hosts
-) -> tuple[str, ...]:
+def resolve_hosts(hosts: Sequence[str], ssh_config: Path | None) -> tuple[str, ...]:
     """The hosts in rank order (global rank = host index, then local rank); DeviceSelectionError if invalid."""
     if ssh_config is not None and not ssh_config.is_file():
         raise DeviceSelectionError(f"--ssh-config {ssh_config}: no such file; give an OpenSSH client config file")
@@ -32,7 +28,9 @@ def resolve_hosts(
     if AUTO in hosts:
         if len(hosts) > 1:
             raise DeviceSelectionError("--hosts auto cannot be combined with host names; give --hosts auto on its own")
-        return _detected_hosts(detect)
+        from torchrunx.utils.environment import auto_hosts  # torchrunx imports torch: only when needed
+
+        return _detected_hosts(auto_hosts)
     return _checked(tuple(hosts))
 
 

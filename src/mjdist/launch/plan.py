@@ -15,6 +15,7 @@ from typing import Literal
 
 from mjdist.config import TrainConfig
 from mjdist.launch.devices import DeviceSelection
+from mjdist.launch.hosts import LOCALHOST
 from mjdist.runs import run_dir_for
 
 
@@ -93,18 +94,19 @@ def make_plan(
     environ: Mapping[str, str],
     now: datetime.datetime,
     resume_from: Path | None = None,
-    hosts: tuple[str, ...] = ("localhost",),
+    hosts: tuple[str, ...] = (LOCALHOST,),
 ) -> LaunchPlan:
     """Resolve devices, seeds and directories for every rank: the selection repeats on every host, in host
     order (global rank = host index x ranks per host + local rank)."""
     run_dir = run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
     world_size = len(hosts) * selection.world_size
+    in_process = world_size == 1 and hosts == (LOCALHOST,)  # one rank elsewhere still goes through torchrunx
     ranks = tuple(
         RankPlan(
             rank=host_index * selection.world_size + local_rank,
             host=host,
             local_rank=local_rank,
-            device=_rank_device(selection, local_rank, world_size),
+            device=_rank_device(selection, local_rank, in_process),
             physical_gpu=selection.physical_gpus[local_rank] if selection.kind == "cuda" else None,
             seed=cfg.agent.seed + host_index * selection.world_size + local_rank,
         )
@@ -114,30 +116,28 @@ def make_plan(
     cpu_workers = selection.kind == "cpu" and selection.world_size > 1
     return LaunchPlan(
         task=task,
-        launcher="in-process" if world_size == 1 else "torchrunx",
+        launcher="in-process" if in_process else "torchrunx",
         world_size=world_size,
         backend=None if world_size == 1 else ("nccl" if selection.kind == "cuda" else "gloo"),
         ranks=ranks,
         run_dir=str(run_dir),
-        torchrunx_log_dir=_torchrunx_log_dir(cfg, world_size, run_dir, environ),
+        torchrunx_log_dir=None if in_process else _torchrunx_log_dir(cfg, run_dir, environ),
         torch_threads=1 if cpu_workers and "OMP_NUM_THREADS" not in environ else None,
         resume_from=str(resume_from.absolute()) if resume_from is not None else None,
         hosts=hosts,
-        ssh_config=str(cfg.ssh_config.absolute()) if cfg.ssh_config is not None and world_size > 1 else None,
+        ssh_config=str(cfg.ssh_config.absolute()) if cfg.ssh_config is not None and not in_process else None,
     )
 
 
-def _rank_device(selection: DeviceSelection, local_rank: int, world_size: int) -> str:
+def _rank_device(selection: DeviceSelection, local_rank: int, in_process: bool) -> str:
     if selection.kind == "cpu":
         return "cpu"
-    if world_size == 1:
+    if in_process:
         return f"cuda:{selection.visible_indices[0]}"
     return f"cuda:{local_rank}"  # ranks see exactly the selected GPUs, in rank order (see rank_visible_devices)
 
 
-def _torchrunx_log_dir(cfg: TrainConfig, world_size: int, run_dir: Path, environ: Mapping[str, str]) -> str | None:
-    if world_size == 1:
-        return None
+def _torchrunx_log_dir(cfg: TrainConfig, run_dir: Path, environ: Mapping[str, str]) -> str | None:
     if "TORCHRUNX_LOG_DIR" in environ:
         chosen = environ["TORCHRUNX_LOG_DIR"]
     elif cfg.torchrunx_log_dir is not None:
