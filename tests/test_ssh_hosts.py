@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from conftest import HELPERS, REPO, subprocess_env
+from test_interrupt import assert_saved_last_completed_iteration
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +48,8 @@ class TwoHosts:
         return subprocess.Popen(
             ["ip", "netns", "exec", self.namespaces[0], *args],
             stdout=(log_dir / "launcher.out").open("w"), stderr=(log_dir / "launcher.err").open("w"),
-            env=subprocess_env(GLOO_SOCKET_IFNAME=LINK, MJDIST_TEST_SSH_CONFIG=str(self.ssh_config), **env), cwd=REPO,
+            env=subprocess_env(GLOO_SOCKET_IFNAME=LINK, MJDIST_TEST_SSH_CONFIG=str(self.ssh_config),
+                               OMP_NUM_THREADS="1", **env), cwd=REPO,  # the two "hosts" share this machine's cores
         )  # fmt: skip
 
     def pids_in_node1(self) -> set[int]:
@@ -204,3 +207,24 @@ def test_a_failing_rank_on_the_remote_host_ends_the_job_with_its_traceback(two_h
 
 def _sshd_pids(hosts: TwoHosts) -> set[int]:
     return {pid for pid in hosts.pids_in_node1() if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd"}
+
+
+def test_interrupting_the_launcher_stops_the_remote_rank_after_rank_0_saved(
+    two_hosts: TwoHosts, log_root: Path
+) -> None:
+    launcher = launch_task(two_hosts, log_root, iterations=500)
+    stderr_path = log_root.parent / "launcher.err"
+    second_iteration = re.compile(r"^iter +2/500 ", re.MULTILINE)
+    end = time.time() + 240
+    while not second_iteration.search(stderr_path.read_text()) and time.time() < end and launcher.poll() is None:
+        time.sleep(0.1)
+    assert second_iteration.search(stderr_path.read_text()), stderr_path.read_text()
+    sent = time.time()
+    launcher.send_signal(signal.SIGINT)
+    code = launcher.wait(timeout=120)
+    stderr = stderr_path.read_text()
+    assert code == 130, stderr
+    assert time.time() - sent < DEADLINE_S
+    assert_saved_last_completed_iteration(stderr, "faulty-cartpole")  # the remote rank stopped at the same boundary
+    time.sleep(1.0)
+    assert two_hosts.pids_in_node1() <= _sshd_pids(two_hosts), "the remote agent and rank are gone"

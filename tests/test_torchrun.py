@@ -38,7 +38,8 @@ def start_nodes(target: list[str], log_dir: Path, **env: str) -> list[subprocess
         ]  # fmt: skip
         nodes.append(subprocess.Popen(
             command, stdout=(log_dir / f"node{node}.out").open("w"), stderr=(log_dir / f"node{node}.err").open("w"),
-            env=subprocess_env(CUDA_VISIBLE_DEVICES="", GLOO_SOCKET_IFNAME="lo", **env), cwd=REPO,
+            env=subprocess_env(CUDA_VISIBLE_DEVICES="", GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", **env),
+            cwd=REPO,  # the two "nodes" share this machine's cores: one torch thread each, as --cpu-workers gives
         ))  # fmt: skip
     return nodes
 
