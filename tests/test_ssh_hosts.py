@@ -228,3 +228,31 @@ def test_interrupting_the_launcher_stops_the_remote_rank_after_rank_0_saved(
     assert_saved_last_completed_iteration(stderr, "faulty-cartpole")  # the remote rank stopped at the same boundary
     time.sleep(1.0)
     assert two_hosts.pids_in_node1() <= _sshd_pids(two_hosts), "the remote agent and rank are gone"
+
+
+def test_a_dead_remote_agent_ends_the_job(two_hosts: TwoHosts, log_root: Path) -> None:
+    launcher = launch_task(two_hosts, log_root, iterations=500)
+    stderr_path = log_root.parent / "launcher.err"
+    first_iteration = re.compile(r"^iter +1/500 ", re.MULTILINE)
+    end = time.time() + 240
+    while not first_iteration.search(stderr_path.read_text()) and time.time() < end and launcher.poll() is None:
+        time.sleep(0.1)
+    assert first_iteration.search(stderr_path.read_text()), stderr_path.read_text()
+    (agent,) = (pid for pid in two_hosts.pids_in_node1()  # the agent's Python, not the shell that started it
+                if _cmdline(pid).startswith(f"{sys.executable} -u -m torchrunx"))  # fmt: skip
+    killed = time.time()
+    os.kill(agent, signal.SIGKILL)
+    code = launcher.wait(timeout=120)
+    stderr = stderr_path.read_text()
+    assert code == 1, stderr
+    assert time.time() - killed < DEADLINE_S
+    assert stderr.strip().splitlines()[-1].startswith("Training failed: ")
+    time.sleep(1.0)
+    assert two_hosts.pids_in_node1() <= _sshd_pids(two_hosts), "the remote rank died with its agent"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
