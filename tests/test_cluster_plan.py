@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mjdist.cli.train import main
+from mjdist.launch import selection
 from mjdist.launch.launcher import ENV_VARS_FOR_RANKS
 
 RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -21,7 +22,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for variable in ("CUDA_VISIBLE_DEVICES", "TORCHRUNX_LOG_DIR", "OMP_NUM_THREADS", "SLURM_JOB_ID", "SLURM_JOBID",
                      *RANK_VARIABLES):  # fmt: skip
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr("mjdist.cli.train.cuda_device_count", lambda _: 0)
+    monkeypatch.setattr(selection, "cuda_device_count", lambda _: 0)
 
 
 def plan_of(capsys: pytest.CaptureFixture[str], log_root: Path, *args: str) -> dict:
@@ -192,3 +193,31 @@ def test_rank_mode_needs_the_rendezvous_address(capsys, log_root: Path, monkeypa
     set_rank(monkeypatch, rank=0, world=2)
     monkeypatch.delenv("MASTER_ADDR")
     assert "MASTER_ADDR is not" in refusal(capsys, log_root, "--dry-run")
+
+
+def test_train_and_launch_take_hosts_and_ssh_config(log_root: Path, tmp_path: Path, monkeypatch) -> None:
+    import mjdist
+    from mjdist.launch import launcher
+    from mjdist.launch.context import RankResult
+
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n  StrictHostKeyChecking no\n")
+    plans = []
+
+    def started(plan, rank_fn, *args, **kwargs):  # what the launcher was asked to start; nothing starts
+        plans.append(plan)
+        return [RankResult(rank.rank, "digest", str(rank.rank)) for rank in plan.ranks]
+
+    monkeypatch.setattr(launcher, "run_ranks", started)
+    result = mjdist.train("cartpole-balance", gpu_ids=None, hosts=["node-a", "node-b"], ssh_config=config,
+                          log_root=log_root, agent={"max_iterations": 1})  # fmt: skip
+    assert result.hosts == ("node-a", "node-b") and result.world_size == 2
+    assert (plans[-1].launcher, plans[-1].ssh_config) == ("torchrunx", str(config.absolute()))
+    assert [(rank.rank, rank.host) for rank in plans[-1].ranks] == [(0, "node-a"), (1, "node-b")]
+    assert result.to_json()["hosts"] == ["node-a", "node-b"]
+
+    assert len(mjdist.launch(len, "ab", gpu_ids=None, cpu_workers=2, hosts="node-a", ssh_config=config)) == 2
+    assert plans[-1].hosts == ("node-a",) and plans[-1].launcher == "torchrunx" and plans[-1].world_size == 2
+    assert plans[-1].ssh_config == str(config.absolute()) and plans[-1].run_dir == ""
+    mjdist.launch(len, "ab", gpu_ids=None)
+    assert plans[-1].hosts == ("localhost",) and plans[-1].launcher == "in-process" and plans[-1].ssh_config is None

@@ -192,6 +192,8 @@ def test_the_pytorchjob_runs_one_rank_per_gpu_in_each_pod(capsys, environment) -
 def test_every_example_file_is_covered() -> None:
     covered = {"slurm/train.sbatch", "torchrun/two-nodes.sh", "osmo/train-one-node.yaml", "osmo/train-two-nodes.yaml",
                "kubernetes/pytorchjob.yaml"}  # fmt: skip
+    python_api = {"evaluate_checkpoints.py", "sweep_learning_rate.py"}  # run by tests/test_api.py
+    covered |= python_api
     with_commands = {
         str(path.relative_to(EXAMPLES))
         for path in EXAMPLES.rglob("*")

@@ -12,6 +12,7 @@ from mjdist_tasks.cartpole import BALANCE
 
 from mjdist.cli.train import main
 from mjdist.config import TrainConfig
+from mjdist.launch import selection
 from mjdist.launch.devices import resolve_devices
 from mjdist.launch.plan import make_plan
 
@@ -29,7 +30,7 @@ def dry_run(capsys: pytest.CaptureFixture[str], log_root: Path, *args: str) -> t
 def no_gpus_and_no_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     for variable in ("CUDA_VISIBLE_DEVICES", "TORCHRUNX_LOG_DIR", "OMP_NUM_THREADS"):
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr("mjdist.cli.train.cuda_device_count", lambda _: 0)
+    monkeypatch.setattr(selection, "cuda_device_count", lambda _: 0)
 
 
 def test_default_on_a_machine_without_gpus_is_one_cpu_process(capsys, log_root: Path) -> None:

@@ -14,16 +14,16 @@ import torch
 from conftest import REPO, run_train, subprocess_env
 from tensordict import TensorDict
 
-from mjdist.cli import play as play_cli
 from mjdist.cli.play import main
-from mjdist.evaluation import PlaySummary, rollout
+from mjdist.launch import selection
+from mjdist.play.evaluation import PlaySummary, rollout
 
 PLAY = Path(sys.executable).with_name("play")
 TASK = "cartpole-balance"
 ITERATIONS = 30
 FINAL = f"model_{ITERATIONS - 1}.pt"
 SUMMARY_KEYS = {"task", "agent", "checkpoint", "num_envs", "steps", "episodes", "mean_return", "std_return",
-                "mean_length"}  # fmt: skip
+                "mean_length", "video"}  # fmt: skip
 QUICK = ["--gpu-ids", "None", "--num-steps", "1"]
 
 
@@ -167,7 +167,7 @@ def test_bad_input_is_one_line(
 
 def test_several_gpus_are_refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(play_cli, "cuda_device_count", lambda _: 2)
+    monkeypatch.setattr(selection, "cuda_device_count", lambda _: 2)
     _assert_usage_error([TASK, "--gpu-ids", "0", "1"], "play runs on one device; give one GPU id", capsys)
     _assert_usage_error([TASK, "--gpu-ids", "all"], "play runs on one device; give one GPU id", capsys)
 
@@ -264,7 +264,7 @@ def test_summary_statistics_and_formats() -> None:
     assert summary.to_json() == {
         "task": TASK, "agent": "policy", "checkpoint": "/runs/x/model_99.pt", "num_envs": 2, "steps": 6,
         "episodes": 5, "mean_return": pytest.approx(3.6), "std_return": pytest.approx(3.84**0.5),
-        "mean_length": pytest.approx(2.4),
+        "mean_length": pytest.approx(2.4), "video": None,
     }  # fmt: skip
 
     one = PlaySummary.of(rollout(_FakeVecEnv(), _act, 1, None), TASK, "zero", None, 1)
@@ -296,7 +296,8 @@ def test_video_has_the_requested_frames_and_size(trained: tuple[Path, str]) -> N
         "--num-envs", "4", "--num-steps", "3",
     )  # fmt: skip
     assert summary["steps"] == 3  # the evaluation is unchanged by the recording
-    frames = iio.imread(run_dir / "videos" / "play" / f"{Path(FINAL).stem}.mp4")
+    assert summary["video"] == str(run_dir / "videos" / "play" / f"{Path(FINAL).stem}.mp4")
+    frames = iio.imread(summary["video"])
     assert frames.shape == (12, 64, 96, 3)
     assert frames.std() > 5, "the frames show a scene, not a blank buffer"
     assert _sha256(run_dir / FINAL) == trained[1]

@@ -10,10 +10,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mjdist.errors import UsageError
+
 CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A checkpoint or run directory that cannot be used; the message is one line."""
 
 

@@ -33,16 +33,17 @@ def write_params(run_dir: Path, configs: dict[str, Any]) -> None:
     params = run_dir / "params"
     params.mkdir(parents=True, exist_ok=True)
     for name, config in configs.items():
-        (params / f"{name}.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
+        (params / f"{name}.yaml").write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
 
 
-def _plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
+    """``value`` as plain data for YAML or JSON: dataclasses as dicts, tuples as lists, paths as strings."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     return value

@@ -16,6 +16,8 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from mjdist.errors import UsageError
+
 if TYPE_CHECKING:
     from mjdist.envs.config import EnvConfig
     from mjdist.envs.core import MjWarpEnv
@@ -74,3 +76,12 @@ def registered_tasks() -> dict[str, TaskSpec]:
             )
         tasks[spec.name] = spec
     return dict(sorted(tasks.items()))
+
+
+def get_task(name: str) -> TaskSpec:
+    """The registered task ``name``: its spec, whose ``env`` and ``agent`` are the default configs (frozen
+    dataclasses, to change with ``dataclasses.replace``). An unknown name is a UsageError listing the known ones."""
+    tasks = registered_tasks()
+    if name not in tasks:
+        raise UsageError(f"unknown task {name!r}; known tasks: {', '.join(tasks)}")
+    return tasks[name]

@@ -19,9 +19,10 @@ from pathlib import Path
 from faulty_task import FAULTY
 
 from mjdist.config import TrainConfig
+from mjdist.errors import RankFailedError
 from mjdist.launch import launcher
-from mjdist.launch.launcher import RankFailedError, launch
 from mjdist.launch.resolve import resolve_plan
+from mjdist.training import train_on_ranks
 
 launcher.ENV_VARS_FOR_RANKS = (*launcher.ENV_VARS_FOR_RANKS, "MJDIST_TEST_*")  # the faults reach remote ranks too
 
@@ -41,10 +42,13 @@ def main() -> int:
     )
     plan, _ = resolve_plan(FAULTY.name, cfg, os.environ, 0, datetime.datetime.now(), None)
     try:
-        results = launch(plan, cfg, FAULTY)
+        results = train_on_ranks(plan, cfg, FAULTY)
+    except KeyboardInterrupt as interrupt:
+        logging.error("Interrupted: %s", interrupt)
+        return 130
     except RankFailedError as failure:
         logging.error("Training failed: %s", failure)
-        return 130 if failure.interrupted else 1
+        return 1
     print(json.dumps([dataclasses.asdict(result) for result in results]))
     return 0
 

@@ -1,6 +1,6 @@
 """The train, scaling and sync benchmarks: real PPO runs through mjdist's launcher, timed by the runner itself.
 
-Each run is what ``train <task>`` does (``make_plan`` + ``launch``: in-process for one rank, torchrunx for
+Each run is what ``train <task>`` does (``make_plan`` + ``train_on_ranks``: in-process for one rank, torchrunx for
 several), with ``iterations + 1`` iterations; the first iteration is warm-up and is not counted. Figures come
 from rank 0's per-iteration timings (``RankResult.iterations``): collection, learning (returns and the PPO
 update) and, inside learning, the gradient all-reduce. One run per (rank count, repetition) serves every
@@ -31,9 +31,9 @@ from mjdist.bench.devices import BenchDevices
 from mjdist.bench.records import Recorder
 from mjdist.config import TrainConfig
 from mjdist.launch.context import IterationTiming, RankResult
-from mjdist.launch.launcher import launch
 from mjdist.launch.plan import LaunchPlan, make_plan
 from mjdist.tasks import TaskSpec
+from mjdist.training import train_on_ranks
 
 WARM_UP_ITERATIONS = 1
 
@@ -120,14 +120,14 @@ class TrainingRuns:
 
     def _run(self, ranks: int, repetition: int) -> TrainingRun:
         plan, train_cfg = self._plan(ranks, f"bench-{ranks}-ranks-{repetition}")
-        return self._result(plan, launch(plan, train_cfg, self.spec)[0])
+        return self._result(plan, train_on_ranks(plan, train_cfg, self.spec)[0])
 
     def _run_independent(self, count: int, repetition: int) -> list[TrainingRun]:
         """``count`` single-rank runs at once, each in its own process (spawned: no state shared with bench)."""
         runs = [self._plan(1, f"bench-independent-{count}-{index}-{repetition}", index) for index in range(count)]
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
-            futures = [pool.submit(launch, plan, train_cfg, self.spec) for plan, train_cfg in runs]
+            futures = [pool.submit(train_on_ranks, plan, train_cfg, self.spec) for plan, train_cfg in runs]
             return [self._result(plan, future.result()[0]) for (plan, _), future in zip(runs, futures, strict=True)]
 
     def _plan(self, ranks: int, run_name: str, first_gpu: int = 0) -> tuple[LaunchPlan, TrainConfig]:

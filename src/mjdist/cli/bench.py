@@ -12,6 +12,7 @@ from mjdist.bench.config import BenchConfig
 from mjdist.bench.devices import BenchDevices, bench_devices
 from mjdist.bench.records import Recorder, read_records
 from mjdist.cli.usage import fail_usage
+from mjdist.errors import RankFailedError
 from mjdist.launch.devices import DeviceSelectionError
 from mjdist.tasks import registered_tasks
 
@@ -49,7 +50,6 @@ def _measure(cfg: BenchConfig, devices: BenchDevices) -> int:
     from mjdist.bench.launch_time import LaunchFailedError
     from mjdist.bench.machine import provenance
     from mjdist.bench.suite import run_benchmarks
-    from mjdist.launch.launcher import RankFailedError
 
     recorder = Recorder(cfg.results, cfg.task, provenance())
     try:

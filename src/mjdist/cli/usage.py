@@ -10,15 +10,11 @@ from typing import Annotated, TypeVar, Union
 
 import tyro
 
-from mjdist.tasks import TaskSpec, registered_tasks
+from mjdist.tasks import TaskSpec, get_task, registered_tasks
 
 USAGE_EXIT_CODE = 2
 
 ConfigT = TypeVar("ConfigT")
-
-
-class UsageError(ValueError):
-    """Bad input from the user; the message is one line that says what was wrong and what would be right."""
 
 
 def parse_task_command(
@@ -29,8 +25,8 @@ def parse_task_command(
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     tasks = registered_tasks()
-    if args and not args[0].startswith("-") and args[0] not in tasks:
-        raise UsageError(f"unknown task {args[0]!r}; known tasks: {', '.join(tasks)}")
+    if args and not args[0].startswith("-"):
+        get_task(args[0])
     variants = tuple(
         Annotated[config_type, tyro.conf.subcommand(name, default=task_default(spec), description=spec.description)]
         for name, spec in tasks.items()

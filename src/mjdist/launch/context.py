@@ -61,3 +61,8 @@ class RankResult:
     """sha256 over the rank's last observations (differs across ranks: different seeds)."""
     iterations: tuple[IterationTiming, ...] = ()
     """Timing of each iteration this rank ran, in order (the first one includes warm-up)."""
+    mean_reward: float | None = None
+    """Mean return of the last 100 episodes finished on rank 0 (the progress line's reward). None on the other
+    ranks (rsl_rl records episodes only where it logs), and when no episode finished."""
+    mean_episode_length: float | None = None
+    """Mean length in control steps of those episodes; None like mean_reward."""

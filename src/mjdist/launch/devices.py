@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from mjdist.errors import UsageError
+
 _DIGITS = re.compile(r"[0-9]+")
 _NEGATIVE = re.compile(r"-[0-9]+")
 _CPU_WORDS = frozenset({"none", "cpu"})
@@ -15,7 +17,7 @@ _CPU_WORDS = frozenset({"none", "cpu"})
 _GpuRequest = Literal["all", "cpu"] | tuple[int, ...]
 
 
-class DeviceSelectionError(ValueError):
+class DeviceSelectionError(UsageError):
     """Device flags or CUDA_VISIBLE_DEVICES that cannot be resolved; the message is one line."""
 
 

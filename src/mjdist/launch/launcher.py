@@ -1,4 +1,5 @@
-"""Run a plan: in this process for one rank, through torchrunx for several; end every process on failure."""
+"""Run a function on every rank of a plan: in this process for one rank, through torchrunx for several; end
+every process on failure. ``train`` and ``mjdist.launch`` both start their ranks here."""
 
 from __future__ import annotations
 
@@ -9,20 +10,19 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 import torchrunx
 
-from mjdist.config import TrainConfig
-from mjdist.launch.context import RankResult
+from mjdist.errors import RankFailedError
 from mjdist.launch.log_routing import log_handlers
 from mjdist.launch.plan import LaunchPlan
 from mjdist.launch.worker import first_line, pack_job, run_worker
 from mjdist.rl.interrupt import handling, raise_interrupt
-from mjdist.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,33 +41,32 @@ agents start over SSH with a bare environment. LD_LIBRARY_PATH is named outright
 whether their pattern for it ('LD_LIBRARY' or 'LD_LIBRARY*') matches it. GLOO_* and NCCL* carry the choice of
 network interface (GLOO_SOCKET_IFNAME, NCCL_SOCKET_IFNAME) and NCCL's settings to every rank."""
 CLEANUP_GRACE_S = 3.0
-INTERRUPTED_AFTER_ITERATION = "interrupted; every rank stopped after its current iteration, which rank 0 saved"
+STOPPED_ON_REQUEST = "every rank stopped on request"
 PR_SET_CHILD_SUBREAPER = 36
 
-
-class RankFailedError(RuntimeError):
-    """A rank raised, was killed, or the job was interrupted; the message names the first failure."""
-
-    def __init__(self, message: str, interrupted: bool = False) -> None:
-        super().__init__(message)
-        self.interrupted = interrupted
+T = TypeVar("T")
 
 
-def launch(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
-    """Train on every rank of the plan and return their results in rank order."""
+def run_ranks(plan: LaunchPlan, rank_fn: Callable[..., T], *args: object, stopped: str = STOPPED_ON_REQUEST) -> list[T]:
+    """Call ``rank_fn(*args)`` on every rank of the plan and return the values in rank order.
+
+    ``rank_fn`` reads its rank from the environment (see RankContext). A failure raises RankFailedError naming
+    the first rank that failed. The ranks start on the plan's hosts (over SSH with its ssh config, through
+    torchrunx) unless the plan is a single rank here, which runs in this process.
+
+    Ctrl-C or SIGTERM asks the ranks to stop (SIGUSR1, a KeyboardInterrupt there),
+    and raises KeyboardInterrupt(``stopped``) once they have; a second one stops them at once. No process of
+    the job survives either.
+    """
     if plan.launcher == "environment":
-        from mjdist.launch.rank_mode import train_as_rank
-
-        return train_as_rank(plan, cfg, spec)
+        raise ValueError("a plan of one rank that torchrun started runs through mjdist.launch.rank_mode, not here")
     if plan.launcher == "in-process":
-        from mjdist.launch.rank import train_rank  # the launcher of several ranks never needs it
-
         with _signals_as_interrupt():
-            return [train_rank(plan, cfg, spec)]
-    return _launch_ranks(plan, cfg, spec)
+            return [rank_fn(*args)]
+    return _launch_ranks(plan, rank_fn, args, stopped)
 
 
-def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
+def _launch_ranks(plan: LaunchPlan, rank_fn: Callable[..., T], args: tuple[object, ...], stopped: str) -> list[T]:
     with tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file:
         hosts = list(plan.hosts)
         launcher = torchrunx.Launcher(
@@ -85,35 +84,36 @@ def _launch_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[Ra
         stop = _RankStopper()
         try:
             with stop.on_signals(), _no_orphans():
-                result = launcher.run(run_worker, pack_job(plan, cfg, spec))
+                result = launcher.run(run_worker, pack_job(rank_fn, *args))
         except KeyboardInterrupt as interrupt:
-            raise RankFailedError("interrupted; every rank was stopped", interrupted=True) from interrupt
+            raise KeyboardInterrupt("every rank was stopped at once") from interrupt
         except Exception as error:
             if stop.requested:
-                raise RankFailedError(INTERRUPTED_AFTER_ITERATION, interrupted=True) from error
-            raise RankFailedError(
-                failure_summary(Path(failure_file.name).read_text().splitlines(), plan.world_size, error)
-            ) from error
+                raise KeyboardInterrupt(stopped) from error
+            rank, message = failure_summary(Path(failure_file.name).read_text().splitlines(), plan.world_size, error)
+            raise RankFailedError(message, rank) from error
     return [result.rank(rank) for rank in range(plan.world_size)]
 
 
-def failure_summary(reported: list[str], world_size: int, error: Exception) -> str:
+def failure_summary(reported: list[str], world_size: int, error: Exception) -> tuple[int | None, str]:
     """Name the cause: the first rank that raised; else the ranks that died without a word (signals).
 
-    ``reported`` holds the failure file's ``rank<TAB>kind<TAB>summary`` lines in arrival order.
+    ``reported`` holds the failure file's ``rank<TAB>kind<TAB>summary`` lines in arrival order. Returns the rank
+    to blame (None when it is not a single one) and the message, one line.
     """
     failures = [line.split("\t", 2) for line in reported]
     for rank, kind, summary in failures:
         if kind == "error":
-            return f"rank {rank}: {summary}"
+            return int(rank), f"rank {rank}: {summary}"
     spoke = {int(rank) for rank, _, _ in failures}
-    silent = [str(rank) for rank in range(world_size) if rank not in spoke]
+    silent = [rank for rank in range(world_size) if rank not in spoke]
     if failures and silent:
         return (
-            f"rank {', '.join(silent)} died without a Python error (killed by a signal: SIGKILL, a segfault, "
-            "or the out-of-memory killer); the other ranks lost contact with it"
+            silent[0] if len(silent) == 1 else None,
+            f"rank {', '.join(map(str, silent))} died without a Python error (killed by a signal: SIGKILL, a "
+            "segfault, or the out-of-memory killer); the other ranks lost contact with it",
         )
-    return f"{type(error).__name__}: {first_line(error) or 'a worker process died'}"
+    return None, f"{type(error).__name__}: {first_line(error) or 'a worker process died'}"
 
 
 def _signals_as_interrupt() -> contextlib.AbstractContextManager[None]:
@@ -135,7 +135,10 @@ class _RankStopper:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("Stopping every rank after its current iteration (rank 0 saves it); interrupt again to stop now")
+        log.warning(
+            "Asking every rank to stop (training ranks finish their iteration, which rank 0 saves); interrupt again "
+            "to stop at once"
+        )
         for process in psutil.Process(os.getpid()).children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 if any("spawn_main" in part for part in process.cmdline()):

@@ -39,6 +39,7 @@ class LaunchPlan:
     """Everything resolved before any process starts."""
 
     task: str
+    """The task trained (for ``mjdist.launch``: the function's name)."""
     launcher: Literal["in-process", "torchrunx", "environment"]
     """How the ranks start: 'in-process' (one rank, this process), 'torchrunx' (mjdist starts every rank), or
     'environment' (torchrun, OSMO or Kubernetes started this process as one rank; ``ranks`` lists only it)."""
@@ -47,6 +48,7 @@ class LaunchPlan:
     """'nccl' (GPUs), 'gloo' (CPU workers) or None (a single process)."""
     ranks: tuple[RankPlan, ...]
     run_dir: str
+    """The run directory rank 0 writes ('' for ``mjdist.launch``, which has none)."""
     torchrunx_log_dir: str | None
     """Per-rank log files (None: single process, or disabled with '')."""
     torch_threads: int | None
@@ -99,6 +101,44 @@ def make_plan(
     """Resolve devices, seeds and directories for every rank: the selection repeats on every host, in host
     order (global rank = host index x ranks per host + local rank)."""
     run_dir = run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
+    plan = _host_plan(task, selection, hosts, cfg.agent.seed, environ, cfg.ssh_config)
+    return dataclasses.replace(
+        plan,
+        run_dir=str(run_dir),
+        torchrunx_log_dir=None if plan.launcher == "in-process" else _torchrunx_log_dir(cfg, run_dir, environ),
+        resume_from=str(resume_from.absolute()) if resume_from is not None else None,
+    )
+
+
+def make_function_plan(
+    name: str,
+    selection: DeviceSelection,
+    environ: Mapping[str, str],
+    seed: int,
+    torchrunx_log_dir: str | None,
+    hosts: tuple[str, ...] = (LOCALHOST,),
+    ssh_config: Path | None = None,
+) -> LaunchPlan:
+    """The plan of ``mjdist.launch(fn)``: hosts, ranks, seeds and threads as for training, no run directory
+    (``run_dir`` is ''), and per-rank log files only where ``torchrunx_log_dir`` (or TORCHRUNX_LOG_DIR, which
+    wins) says."""
+    plan = _host_plan(name, selection, hosts, seed, environ, ssh_config)
+    chosen = environ.get("TORCHRUNX_LOG_DIR", torchrunx_log_dir)
+    in_process = plan.launcher == "in-process"
+    return dataclasses.replace(
+        plan, torchrunx_log_dir=str(Path(chosen).absolute()) if chosen and not in_process else None
+    )
+
+
+def _host_plan(
+    task: str,
+    selection: DeviceSelection,
+    hosts: tuple[str, ...],
+    seed: int,
+    environ: Mapping[str, str],
+    ssh_config: Path | None,
+) -> LaunchPlan:
+    """The ranks of ``selection`` repeated on every host, in host order; no run or log directory yet."""
     world_size = len(hosts) * selection.world_size
     in_process = world_size == 1 and hosts == (LOCALHOST,)  # one rank elsewhere still goes through torchrunx
     ranks = tuple(
@@ -108,7 +148,7 @@ def make_plan(
             local_rank=local_rank,
             device=_rank_device(selection, local_rank, in_process),
             physical_gpu=selection.physical_gpus[local_rank] if selection.kind == "cuda" else None,
-            seed=cfg.agent.seed + host_index * selection.world_size + local_rank,
+            seed=seed + host_index * selection.world_size + local_rank,
         )
         for host_index, host in enumerate(hosts)
         for local_rank in range(selection.world_size)
@@ -120,12 +160,11 @@ def make_plan(
         world_size=world_size,
         backend=None if world_size == 1 else ("nccl" if selection.kind == "cuda" else "gloo"),
         ranks=ranks,
-        run_dir=str(run_dir),
-        torchrunx_log_dir=None if in_process else _torchrunx_log_dir(cfg, run_dir, environ),
+        run_dir="",
+        torchrunx_log_dir=None,
         torch_threads=1 if cpu_workers and "OMP_NUM_THREADS" not in environ else None,
-        resume_from=str(resume_from.absolute()) if resume_from is not None else None,
         hosts=hosts,
-        ssh_config=str(cfg.ssh_config.absolute()) if cfg.ssh_config is not None and not in_process else None,
+        ssh_config=str(ssh_config.absolute()) if ssh_config is not None and not in_process else None,
     )
 
 

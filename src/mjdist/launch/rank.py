@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
+import statistics
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import warp as wp
@@ -21,6 +21,7 @@ from mjdist.envs.vec_env import RslRlVecEnv
 from mjdist.launch.context import RankContext, RankResult
 from mjdist.launch.kernel_cache import built_marker, mark_built
 from mjdist.launch.plan import LaunchPlan
+from mjdist.launch.rank_setup import pin_rank_to_device
 from mjdist.rl.runner import DistributedRunner
 from mjdist.runs import write_params
 from mjdist.tasks import TaskSpec
@@ -30,17 +31,6 @@ EXPORTED_POLICY = "policy.pt"
 observations, normalization included; runs with plain torch (torch.jit.load), without mjdist."""
 
 log = logging.getLogger(__name__)
-
-
-def pin_rank_to_device(plan: LaunchPlan, ctx: RankContext) -> None:
-    """Set the rank's torch device (before any CUDA work), its thread count and its seeds."""
-    if plan.torch_threads is not None:
-        torch.set_num_threads(plan.torch_threads)
-    if ctx.device.startswith("cuda"):
-        torch.cuda.set_device(ctx.device)
-    random.seed(ctx.seed)
-    np.random.seed(ctx.seed)
-    torch.manual_seed(ctx.seed)
 
 
 def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult:
@@ -73,6 +63,8 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
         parameter_digest=network_digest(runner.alg.actor, runner.alg.critic),
         observation_digest=_digest(dict(runner.env.get_observations().items())),
         iterations=tuple(runner.iteration_timings),
+        mean_reward=_mean(runner.logger.rewbuffer),
+        mean_episode_length=_mean(runner.logger.lenbuffer),
     )
 
 
@@ -110,6 +102,11 @@ def network_digest(actor: torch.nn.Module, critic: torch.nn.Module) -> str:
     tensors = {f"{name}.{key}": value for name, module in (("actor", actor), ("critic", critic))
                for key, value in module.state_dict().items()}  # fmt: skip
     return _digest(tensors)
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = [float(value) for value in values]
+    return statistics.fmean(values) if values else None
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -6,8 +6,9 @@ which may be blocked in a collective until the process-group timeout. Exiting th
 agent see a failed worker within a second and stop its siblings; the traceback is logged first, at
 CRITICAL, so the launcher shows it on its console.
 
-The job travels as opaque bytes and this module imports nothing heavy, so the torchrunx agent, which
-unpickles the function, does not import torch, Warp and the task (seconds each) for nothing.
+The job (the rank function and its arguments) travels as opaque bytes and this module imports nothing heavy,
+so the torchrunx agent, which unpickles the function, does not import torch, Warp and the task (seconds each)
+for nothing.
 """
 
 from __future__ import annotations
@@ -33,22 +34,20 @@ INTERRUPTED_EXIT_CODE = 130
 ResultT = TypeVar("ResultT")
 
 
-def pack_job(*args: object) -> bytes:
-    """The arguments of :func:`mjdist.launch.rank.train_rank`, for :func:`run_worker`."""
-    return cloudpickle.dumps(args)
+def pack_job(rank_fn: Callable[..., object], *args: object) -> bytes:
+    """``rank_fn`` and its arguments, for :func:`run_worker`."""
+    return cloudpickle.dumps((rank_fn, args))
 
 
 def run_worker(job: bytes) -> object:
-    """Run ``train_rank(*job)``; on any exception log it and exit the process at once."""
-
+    """Run ``rank_fn(*args)`` from the job; on any exception log it and exit the process at once."""
     _die_with_parent()
 
-    def train() -> object:
-        from mjdist.launch.rank import train_rank
+    def call() -> object:
+        rank_fn, args = cloudpickle.loads(job)
+        return rank_fn(*args)
 
-        return train_rank(*cloudpickle.loads(job))
-
-    return exit_on_failure(train)
+    return exit_on_failure(call)
 
 
 def exit_on_failure(fn: Callable[[], ResultT]) -> ResultT:

@@ -15,7 +15,7 @@ import mujoco
 import torch
 
 from mjdist.envs.vec_env import RslRlVecEnv
-from mjdist.evaluation import Actor
+from mjdist.play.evaluation import Actor
 
 log = logging.getLogger(__name__)
 

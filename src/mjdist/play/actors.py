@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from mjdist.envs.vec_env import RslRlVecEnv
-from mjdist.evaluation import Actor
+from mjdist.play.evaluation import Actor
 from mjdist.rl.runner import DistributedRunner
 
 

@@ -93,9 +93,13 @@ class PlaySummary:
     """Population standard deviation of their returns (0 for one episode); None if none finished."""
     mean_length: float | None
     """Mean length of the finished episodes in control steps; None if none finished."""
+    video: str | None = None
+    """Absolute path of the mp4 recorded before the evaluation; None without a video."""
 
     @classmethod
-    def of(cls, episodes: Episodes, task: str, agent: str, checkpoint: str | None, num_envs: int) -> PlaySummary:
+    def of(
+        cls, episodes: Episodes, task: str, agent: str, checkpoint: str | None, num_envs: int, video: str | None = None
+    ) -> PlaySummary:
         """Mean and population standard deviation of the returns, mean length; None without any episode."""
         finished = bool(episodes.returns)
         return cls(
@@ -108,6 +112,7 @@ class PlaySummary:
             mean_return=statistics.fmean(episodes.returns) if finished else None,
             std_return=statistics.pstdev(episodes.returns) if finished else None,
             mean_length=statistics.fmean(episodes.lengths) if finished else None,
+            video=video,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -1,0 +1,270 @@
+"""``mjdist.play``: roll out a trained policy (or a baseline) on one device and summarize its episodes; the
+``play`` command parses its flags into the same PlayConfig and runs the same flow."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from mjdist.checkpoints import CheckpointError, latest_checkpoint, latest_run, read_checkpoint, resolve_checkpoint
+from mjdist.envs.config import EnvConfig
+from mjdist.errors import ConfigError, UsageError
+from mjdist.launch.devices import DeviceSelectionError
+from mjdist.launch.selection import GpuIds, gpu_id_flags, select_devices
+from mjdist.overrides import resolve_config
+from mjdist.play.config import PlayConfig
+from mjdist.runs import check_writable
+from mjdist.tasks import TaskSpec, get_task
+
+if TYPE_CHECKING:
+    from mjdist.play.evaluation import PlaySummary
+
+log = logging.getLogger("mjdist.play")
+
+
+def play(
+    task: str,
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    run: str | os.PathLike[str] | None = None,
+    log_root: str | os.PathLike[str] = "logs/rsl_rl",
+    agent: Literal["policy", "random", "zero"] = "policy",
+    env: EnvConfig | Mapping[str, Any] | None = None,
+    num_envs: int | None = None,
+    num_episodes: int | None = None,
+    num_steps: int | None = None,
+    gpu_ids: GpuIds = (),
+    video: bool = False,
+    video_length: int = 500,
+    video_width: int = 640,
+    video_height: int = 480,
+    seed: int = 0,
+) -> PlaySummary:
+    """Roll out a trained policy (or a baseline) on ``task`` and summarize its episodes; the ``play`` command,
+    as a function.
+
+    Args:
+        task: A registered task name.
+        checkpoint: A ``model_<iteration>.pt`` to play.
+        run: A run directory: play its latest checkpoint.
+        log_root: Without ``checkpoint`` or ``run``: the newest run of the task under ``<log_root>/<experiment>``.
+        agent: ``"policy"`` (the checkpoint's, deterministic), or the baselines ``"random"`` and ``"zero"``, which
+            need no checkpoint.
+        env: The task's play environment config, or a dict of overrides of it, or None for its default.
+        num_envs: Environments to simulate (a shortcut for ``env={"num_envs": ...}``).
+        num_episodes: Stop once this many episodes finished (default: 2 per environment).
+        num_steps: Stop after this many control steps instead.
+        gpu_ids: One GPU (an index into CUDA_VISIBLE_DEVICES), ``None`` for the CPU; default GPU 0, else the CPU.
+        video: First record an mp4 of environment 0, into ``videos/play/`` next to the checkpoint (baselines:
+            ``<log_root>/<experiment>/videos/play/``). Headless rendering is chosen through MUJOCO_GL, which
+            mujoco reads when it is first imported: record in a process that has not imported it yet, or set
+            MUJOCO_GL (``egl``, ``osmesa``) yourself.
+        video_length: Frames to record, one per control step.
+        video_width: Video width in pixels (even, at least 16).
+        video_height: Video height in pixels (even, at least 16).
+        seed: Seed of the environments' initial states (and of the random baseline's actions).
+
+    Returns:
+        The episodes' statistics, and the video's path when one was recorded.
+
+    Raises:
+        UsageError: Bad input (unknown task, bad value, several GPUs, no usable checkpoint: a CheckpointError);
+            nothing was written.
+    """
+    spec = get_task(task)
+    cfg = PlayConfig(
+        env=resolve_config(spec.play_env or spec.env, env, "env"),
+        num_envs=num_envs,
+        checkpoint=None if checkpoint is None else Path(checkpoint),
+        run=None if run is None else Path(run),
+        log_root=Path(log_root),
+        agent=agent,
+        num_episodes=num_episodes,
+        num_steps=num_steps,
+        gpu_ids=gpu_id_flags(gpu_ids),
+        video=video,
+        video_length=video_length,
+        video_width=video_width,
+        video_height=video_height,
+        seed=seed,
+    )
+    return run_play(spec, cfg)
+
+
+def run_play(spec: TaskSpec, cfg: PlayConfig) -> PlaySummary:
+    """Check the request, then build the environments and the actor, roll out and summarize."""
+    plan = plan_play(spec, cfg)
+    if plan.video is not None:
+        _choose_renderer(plan.device)
+    return _play(spec, cfg, plan)
+
+
+@dataclass(frozen=True)
+class PolicyCheckpoint:
+    """A checkpoint that was read and checked, and the rsl_rl train_cfg that built its networks."""
+
+    path: Path
+    iteration: int
+    train_cfg: dict
+
+
+@dataclass(frozen=True)
+class PlayPlan:
+    """A checked `play` request: the environments, the budget, the device, and the checkpoint for a policy."""
+
+    env: EnvConfig
+    num_episodes: int | None
+    num_steps: int | None
+    device: str
+    checkpoint: PolicyCheckpoint | None
+    video: Path | None = None
+    """Where the mp4 goes (None: no video)."""
+
+
+def plan_play(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
+    """Check every flag, pick the device and read the checkpoint; raise a one-line error for bad input."""
+    if cfg.num_envs is not None and cfg.num_envs < 1:
+        raise UsageError(f"--num-envs must be at least 1, got {cfg.num_envs}")
+    env = cfg.env if cfg.num_envs is None else dataclasses.replace(cfg.env, num_envs=cfg.num_envs)
+    try:
+        env.validate()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    num_episodes, num_steps = _budget(cfg, env.num_envs)
+    _check_video_flags(cfg)
+    device = _device(cfg)
+    if cfg.agent != "policy":
+        if cfg.checkpoint is not None or cfg.run is not None:
+            raise UsageError(f"--agent {cfg.agent} plays without a checkpoint; drop --checkpoint and --run")
+        video_dir = cfg.log_root / spec.agent.experiment_name / "videos" / "play"
+        return PlayPlan(env, num_episodes, num_steps, device, None, _video_path(cfg, video_dir / f"{cfg.agent}.mp4"))
+    try:
+        path = _checkpoint_path(spec, cfg)
+    except CheckpointError as error:
+        if not cfg.dry_run:
+            raise
+        log.warning("%s (a real run would stop here)", error)
+        return PlayPlan(env, num_episodes, num_steps, device, None)
+    checkpoint = read_checkpoint(path, spec.name)
+    train_cfg = checkpoint["infos"].get("train_cfg")
+    if not isinstance(train_cfg, dict):
+        raise CheckpointError(f"checkpoint {path} does not record the train_cfg that built its networks")
+    policy = PolicyCheckpoint(path.absolute(), checkpoint["iter"], train_cfg)
+    video = _video_path(cfg, policy.path.parent / "videos" / "play" / f"{path.stem}.mp4")
+    return PlayPlan(env, num_episodes, num_steps, device, policy, video)
+
+
+def plan_json(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> dict:
+    """What ``play --dry-run`` prints."""
+    return {
+        "task": spec.name,
+        "agent": cfg.agent,
+        "device": plan.device,
+        "num_envs": plan.env.num_envs,
+        "num_episodes": plan.num_episodes,
+        "num_steps": plan.num_steps,
+        "checkpoint": None if plan.checkpoint is None else str(plan.checkpoint.path),
+        "video": None if plan.video is None else str(plan.video),
+    }
+
+
+def _choose_renderer(device: str) -> None:
+    """Headless rendering: EGL on a GPU, OSMesa on the CPU, unless MUJOCO_GL says otherwise (read on mujoco import).
+
+    Mesa's OSMesa and triton (imported by torch._dynamo, which tensordict imports) each carry their own LLVM, and
+    triton's library crashes while loading if Mesa's came first; so triton, when installed, is loaded first.
+    """
+    os.environ.setdefault("MUJOCO_GL", "egl" if device.startswith("cuda") else "osmesa")
+    if os.environ["MUJOCO_GL"] == "osmesa" and importlib.util.find_spec("triton") is not None:
+        importlib.import_module("triton")
+
+
+def _check_video_flags(cfg: PlayConfig) -> None:
+    if cfg.video_length < 1:
+        raise UsageError(f"--video-length must be at least 1 frame, got {cfg.video_length}")
+    for flag, value in (("--video-width", cfg.video_width), ("--video-height", cfg.video_height)):
+        if value < 16 or value % 2:
+            raise UsageError(f"{flag} must be an even number of pixels, at least 16, got {value}")
+
+
+def _video_path(cfg: PlayConfig, path: Path) -> Path | None:
+    """The video's path when --video is given, after checking it can be written (nothing is created)."""
+    if not cfg.video:
+        return None
+    try:
+        check_writable(path.parent)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return path.absolute()
+
+
+def _budget(cfg: PlayConfig, num_envs: int) -> tuple[int | None, int | None]:
+    """``(num_episodes, num_steps)`` with exactly one set; by default 2 episodes per environment."""
+    if cfg.num_episodes is not None and cfg.num_steps is not None:
+        raise UsageError("give --num-episodes or --num-steps, not both")
+    for flag, value in (("--num-episodes", cfg.num_episodes), ("--num-steps", cfg.num_steps)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if cfg.num_steps is not None:
+        return None, cfg.num_steps
+    return (cfg.num_episodes or 2 * num_envs), None
+
+
+def _device(cfg: PlayConfig) -> str:
+    """The one torch/Warp device to play on: ``cuda:<index>`` or ``cpu``."""
+    # a dry run may plan for another machine, as train's does
+    selection = select_devices(cfg.gpu_ids, None, check_gpus=not cfg.dry_run)
+    if selection.world_size > 1:
+        raise DeviceSelectionError(f"play runs on one device; give one GPU id (got --gpu-ids {' '.join(cfg.gpu_ids)})")
+    return "cpu" if selection.kind == "cpu" else f"cuda:{selection.visible_indices[0]}"
+
+
+def _checkpoint_path(spec: TaskSpec, cfg: PlayConfig) -> Path:
+    """--checkpoint as given, the latest checkpoint of --run, or that of the newest run under --log-root."""
+    if cfg.checkpoint is not None and cfg.run is not None:
+        raise UsageError("give --checkpoint or --run, not both")
+    if cfg.checkpoint is not None:
+        return resolve_checkpoint(cfg.checkpoint)
+    if cfg.run is not None:
+        return latest_checkpoint(cfg.run)
+    return latest_checkpoint(latest_run(cfg.log_root / spec.agent.experiment_name))
+
+
+def _play(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
+    """Build the environments and the actor on the plan's device, roll out, and summarize."""
+    import torch
+    import warp as wp
+
+    from mjdist.envs.vec_env import RslRlVecEnv
+    from mjdist.play.actors import baseline, load_policy
+    from mjdist.play.evaluation import PlaySummary, rollout
+
+    wp.config.log_level = wp.LOG_WARNING
+    if plan.device.startswith("cuda"):
+        torch.cuda.set_device(plan.device)
+    with wp.ScopedDevice(plan.device):
+        vec_env = RslRlVecEnv(spec.load_env_class()(plan.env, device=plan.device, seed=cfg.seed))
+        if plan.checkpoint is None:
+            actor = baseline(cfg.agent, vec_env)
+        else:
+            actor = load_policy(vec_env, plan.checkpoint.path, plan.checkpoint.train_cfg, spec.name, plan.device)
+            log.info("Loaded checkpoint %s (iteration %d)", plan.checkpoint.path, plan.checkpoint.iteration)
+        if plan.video is not None:
+            from mjdist.play.video import VideoSpec, record_video
+
+            video = VideoSpec(plan.video, cfg.video_length, cfg.video_width, cfg.video_height, spec.video_camera)
+            record_video(vec_env, actor, video)
+            vec_env.env.reset()  # the evaluation starts from fresh episodes
+        budget = f"{plan.num_episodes} episodes" if plan.num_steps is None else f"{plan.num_steps} steps"
+        log.info("Playing %s (%s) on %s: %d envs, %s", spec.name, cfg.agent, plan.device, plan.env.num_envs, budget)
+        episodes = rollout(vec_env, actor, plan.num_episodes, plan.num_steps)
+    checkpoint = None if plan.checkpoint is None else str(plan.checkpoint.path)
+    video_path = None if plan.video is None else str(plan.video)
+    return PlaySummary.of(episodes, spec.name, cfg.agent, checkpoint, plan.env.num_envs, video_path)

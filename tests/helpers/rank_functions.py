@@ -1,0 +1,45 @@
+"""Functions for ``mjdist.launch`` tests, importable on the ranks (tests/helpers is on their PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def report(base: float, scale: float = 1.0) -> dict:
+    """What the rank sees: its rank, devices and seed, and an all-reduce over the ranks."""
+    import torch
+    import torch.distributed as dist
+    import warp as wp
+
+    total = torch.tensor([base + dist.get_rank()])
+    dist.all_reduce(total)
+    return {
+        "rank": dist.get_rank(),
+        "world_size": dist.get_world_size(),
+        "warp_device": str(wp.get_device()),
+        "seed": torch.initial_seed(),
+        "sum": total.item() * scale,
+        "pid": os.getpid(),
+    }
+
+
+def fail_on(failing_rank: int, stamp: str) -> int:
+    """``failing_rank`` raises at once (after stamping the time); the others would work for two minutes."""
+    import torch.distributed as dist
+
+    if dist.get_rank() == failing_rank:
+        Path(stamp).write_text(str(time.time()))
+        raise ValueError(f"no luck on rank {failing_rank}")
+    time.sleep(120)
+    return dist.get_rank()
+
+
+def nap(stamp_dir: str) -> int:
+    """Write ``<stamp_dir>/<rank>`` once running, then sleep for two minutes (to be interrupted)."""
+    import torch.distributed as dist
+
+    (Path(stamp_dir) / str(dist.get_rank())).write_text(str(os.getpid()))
+    time.sleep(120)
+    return dist.get_rank()
