@@ -119,7 +119,6 @@ def test_explicit_gpus(
     selection = resolve(gpu_ids=gpu_ids, cuda_visible_devices=cuda_visible_devices, device_count=device_count)
     assert selection == expected
     assert selection.notice is None
-    assert selection.backend == ("nccl" if selection.world_size > 1 else None)
 
 
 @pytest.mark.parametrize("word", ["None", "none", "NONE", "cpu", "CPU"])
@@ -128,7 +127,6 @@ def test_gpu_ids_none_means_cpu(word: str, cuda_visible_devices: str | None, dev
     selection = resolve(gpu_ids=[word], cuda_visible_devices=cuda_visible_devices, device_count=device_count)
     assert selection == cpu(1)
     assert selection.notice is None
-    assert selection.backend is None
 
 
 @pytest.mark.parametrize(
@@ -156,7 +154,6 @@ def test_cpu_workers(gpu_ids: list[str] | None, cpu_workers: str, cpu_count: int
     )
     assert selection == cpu(world_size)
     assert selection.notice is None
-    assert selection.backend == ("gloo" if world_size > 1 else None)
 
 
 def test_cpu_workers_auto_with_unknown_cpu_count_gives_one_worker() -> None:
@@ -174,7 +171,6 @@ def test_default_is_first_visible_gpu(cuda_visible_devices: str | None, device_c
     selection = resolve(cuda_visible_devices=cuda_visible_devices, device_count=device_count)
     assert selection == cuda((0,), (physical,))
     assert selection.notice is None
-    assert selection.backend is None
 
 
 @pytest.mark.parametrize("device_count", [0, 4])
@@ -196,7 +192,6 @@ def test_default_without_gpu_is_cpu_with_notice(cuda_visible_devices: str | None
     selection = resolve(cuda_visible_devices=cuda_visible_devices, device_count=0)
     assert selection.kind == "cpu"
     assert selection.world_size == 1
-    assert selection.backend is None
     assert selection.notice is not None
     assert "\n" not in selection.notice
     assert selection.notice.startswith("No GPU visible (")
@@ -212,14 +207,6 @@ def test_notice_only_when_no_flag_given() -> None:
 
 
 # --- backend --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("selection", "backend"),
-    [(cuda((0,), ("0",)), None), (cuda((0, 1), ("0", "1")), "nccl"), (cpu(1), None), (cpu(3), "gloo")],
-)
-def test_backend(selection: DeviceSelection, backend: str | None) -> None:
-    assert selection.backend == backend
 
 
 def test_selection_is_frozen() -> None:

@@ -36,7 +36,9 @@ def no_gpus_and_no_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_default_on_a_machine_without_gpus_is_one_cpu_process(capsys, log_root: Path) -> None:
     plan, _ = dry_run(capsys, log_root)
     assert plan["world_size"] == 1 and plan["backend"] is None and plan["torchrunx_log_dir"] is None
-    assert plan["ranks"] == [{"rank": 0, "local_rank": 0, "device": "cpu", "physical_gpu": None, "seed": 42}]
+    assert plan["ranks"] == [
+        {"rank": 0, "host": "localhost", "local_rank": 0, "device": "cpu", "physical_gpu": None, "seed": 42}
+    ]
     assert plan["run_dir"].startswith(str((log_root / "cartpole_balance").absolute()))
     assert plan["torch_threads"] is None
 
@@ -82,7 +84,9 @@ def test_single_gpu_runs_in_process_on_its_visible_index(capsys, log_root: Path,
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
     plan, _ = dry_run(capsys, log_root, "--gpu-ids", "1")
     assert plan["world_size"] == 1 and plan["backend"] is None and plan["torchrunx_log_dir"] is None
-    assert plan["ranks"] == [{"rank": 0, "local_rank": 0, "device": "cuda:1", "physical_gpu": "7", "seed": 42}]
+    assert plan["ranks"] == [
+        {"rank": 0, "host": "localhost", "local_rank": 0, "device": "cuda:1", "physical_gpu": "7", "seed": 42}
+    ]
 
 
 def test_empty_cuda_visible_devices_means_cpu(capsys, log_root: Path, monkeypatch) -> None:

@@ -31,6 +31,13 @@ class TrainConfig:
     """GPUs as indices into CUDA_VISIBLE_DEVICES: '0 1' (one rank per GPU), 'all', or 'None' for the CPU."""
     cpu_workers: str | None = None
     """CPU worker processes (one rank each, gloo): a number or 'auto' (one per core). CPU mode only."""
+    hosts: Annotated[
+        tuple[str, ...], tyro.conf.arg(metavar="HOST [HOST ...]|auto", help_behavior_hint="(default: this host only)")
+    ] = ()
+    """Hosts to start ranks on over SSH, through torchrunx, each with the ranks --gpu-ids/--cpu-workers give one
+    host; the first must be reachable from every host (not localhost). 'auto': the SLURM allocation."""
+    ssh_config: Path | None = None
+    """OpenSSH client config file used to reach --hosts (default: ~/.ssh/config)."""
     torchrunx_log_dir: str | None = None
     """Per-rank log files of multi-rank runs; default <run dir>/torchrunx, '' disables them.
     The TORCHRUNX_LOG_DIR environment variable, if set, wins."""

@@ -91,7 +91,7 @@ def summary_on_exit(plan: LaunchPlan) -> Iterator[RunEnd]:
         end.status, end.cause = _ended_by(error)
         raise
     finally:
-        if end.status is not None:
+        if end.status is not None and plan.ranks[0].rank == 0:  # under torchrun, rank 0's process alone writes
             metrics = _progress_so_far(plan)
             summary = _summary(plan, metrics, end.status, end.cause, time.monotonic() - started, end.parameter_digest)
             with contextlib.suppress(OSError):  # never hide how the run ended behind a failed write

@@ -9,7 +9,7 @@ import datetime
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +19,11 @@ from mjdist.config import TrainConfig, check_run_options
 from mjdist.errors import ConfigError, RankFailedError, UsageError
 from mjdist.failures import TrainingFailure
 from mjdist.launch.context import RankResult
-from mjdist.launch.devices import check_cpu_workers
-from mjdist.launch.plan import LaunchPlan, make_plan
+from mjdist.launch.devices import check_gpus_exist
+from mjdist.launch.plan import LaunchPlan
 from mjdist.launch.requeue import AUTO, find_continuation
-from mjdist.launch.selection import GpuIds, cpu_worker_flag, gpu_id_flags, select_devices
+from mjdist.launch.resolve import resolve_plan
+from mjdist.launch.selection import GpuIds, cpu_worker_flag, gpu_id_flags, visible_gpus
 from mjdist.overrides import resolve_config
 from mjdist.rendering import check_video_flags, choose_gl_backend
 from mjdist.run_summary import summary_on_exit
@@ -49,7 +50,9 @@ class TrainResult:
     world_size: int
     """Ranks that trained."""
     devices: tuple[str, ...]
-    """Each rank's torch device, in rank order ('cpu', 'cuda:0', ...)."""
+    """Each rank's torch device, in rank order ('cpu', 'cuda:0', ...); under torchrun, this rank's only."""
+    hosts: tuple[str, ...]
+    """The hosts the ranks ran on, in rank order of their first rank ('localhost' for this host alone)."""
     iterations: int
     """PPO iterations run (with ``resume``: in addition to the checkpoint's; after restarts: by the last attempt;
     0 when ``resume="auto"`` found the run already finished)."""
@@ -85,6 +88,8 @@ def train(
     agent: AgentConfig | Mapping[str, Any] | None = None,
     gpu_ids: GpuIds = (),
     cpu_workers: int | str | None = None,
+    hosts: str | Sequence[str] = (),
+    ssh_config: str | os.PathLike[str] | None = None,
     log_root: str | os.PathLike[str] = "logs/rsl_rl",
     run_name: str = "",
     resume: str | os.PathLike[str] | None = None,
@@ -105,6 +110,10 @@ def train(
         gpu_ids: GPUs as indices into CUDA_VISIBLE_DEVICES (``0``, ``[0, 1]``, ``"all"``), ``None`` for the CPU;
             the default ``()`` takes GPU 0 if one is visible, else the CPU.
         cpu_workers: CPU worker processes (one rank each), a number or ``"auto"``; CPU only.
+        hosts: Hosts to start ranks on over SSH through torchrunx (each with the ranks ``gpu_ids``/``cpu_workers``
+            give one host; the first must be reachable from every host), or ``"auto"`` for the SLURM allocation;
+            default: this host only. See docs/cluster.md.
+        ssh_config: OpenSSH client config file used to reach ``hosts`` (default: ~/.ssh/config).
         log_root: Runs go to ``<log_root>/<experiment>/<timestamp>[_<run_name>]``.
         run_name: Suffix of the run directory's name.
         resume: A checkpoint or run directory to continue from; ``agent.max_iterations`` then counts the
@@ -137,6 +146,8 @@ def train(
         run_name=run_name,
         gpu_ids=gpu_id_flags(gpu_ids),
         cpu_workers=cpu_worker_flag(cpu_workers),
+        hosts=host_flags(hosts),
+        ssh_config=None if ssh_config is None else Path(ssh_config),
         torchrunx_log_dir=torchrunx_log_dir,
         resume=None if resume is None else Path(resume),
         max_restarts=max_restarts,
@@ -144,6 +155,11 @@ def train(
         oversubscribe=oversubscribe,
     )
     return run_training(spec, cfg)
+
+
+def host_flags(hosts: str | Sequence[str]) -> tuple[str, ...]:
+    """``hosts`` as the ``--hosts`` strings: ``"auto"`` -> ``("auto",)``, ``["a", "b"]`` -> ``("a", "b")``."""
+    return (hosts,) if isinstance(hosts, str) else tuple(hosts)
 
 
 def plan_training(spec: TaskSpec, cfg: TrainConfig) -> LaunchPlan:
@@ -157,21 +173,23 @@ def plan_training(spec: TaskSpec, cfg: TrainConfig) -> LaunchPlan:
         raise ConfigError(str(error)) from None
     if cfg.video:
         _check_video(cfg)
-    selection = select_devices(cfg.gpu_ids, cfg.cpu_workers, check_gpus=not cfg.dry_run)
+    cuda_visible_devices, device_count = visible_gpus()
     run_dir, resume_from = _start_point(spec.name, cfg)
-    plan = make_plan(spec.name, cfg, selection, os.environ, datetime.datetime.now(), resume_from, run_dir)
+    plan, notice = resolve_plan(spec.name, cfg, os.environ, device_count, datetime.datetime.now(), resume_from, run_dir)
     if cfg.resume == AUTO:
         plan = dataclasses.replace(plan, end_iteration=cfg.agent.max_iterations)
     if not cfg.dry_run:
-        check_cpu_workers(selection, len(os.sched_getaffinity(0)), cfg.oversubscribe)
-        try:
-            check_writable(plan.run_dir_path)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
+        if any(rank.physical_gpu is not None for rank in plan.ranks):
+            check_gpus_exist(cuda_visible_devices, device_count)
+        if plan.ranks[0].rank == 0:  # in rank mode only rank 0 writes, and only its host must allow it
+            try:
+                check_writable(plan.run_dir_path)
+            except ValueError as error:
+                raise UsageError(str(error)) from None
     if cfg.video and not cfg.dry_run:  # rank 0 renders; the ranks inherit MUJOCO_GL (RenderingUnavailable: exit 2)
         choose_gl_backend(plan.ranks[0].device)
-    if selection.notice:
-        log.info("%s", selection.notice)
+    if notice:
+        log.info("%s", notice)
     return plan
 
 
@@ -211,8 +229,13 @@ def train_on_ranks(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> list[R
 
     A failure during training is a RankFailedError naming its cause (in this process too, so that restarts
     see every failure alike); a checkpoint that does not fit, found while the ranks load it, stays a
-    CheckpointError (a UsageError).
+    CheckpointError (a UsageError). Under torchrun-style variables this process is one rank of a job its
+    scheduler started, and a failure ends the process at once (the scheduler stops the others).
     """
+    if plan.launcher == "environment":  # torchrun, OSMO or Kubernetes started this process as one rank
+        from mjdist.launch.rank_mode import train_as_rank
+
+        return train_as_rank(plan, cfg, spec)
     from mjdist.launch.launcher import run_ranks
     from mjdist.launch.worker import first_line
 
@@ -278,6 +301,7 @@ def _result(plan: LaunchPlan, cfg: TrainConfig, ranks: tuple[RankResult, ...], w
         run_dir=run_dir,
         world_size=plan.world_size,
         devices=tuple(rank.device for rank in plan.ranks),
+        hosts=plan.hosts,
         iterations=len(main.iterations) if main else 0,
         wall_time_s=wall_time_s,
         env_steps_per_s=_env_steps_per_s(main, cfg.agent.num_steps_per_env * cfg.env.num_envs * plan.world_size)
@@ -287,7 +311,9 @@ def _result(plan: LaunchPlan, cfg: TrainConfig, ranks: tuple[RankResult, ...], w
         mean_episode_length=main.mean_episode_length if main else None,
         checkpoints=tuple(
             sorted((p for p in run_dir.iterdir() if CHECKPOINT_NAME.match(p.name)), key=checkpoint_iteration)
-        ),
+        )
+        if run_dir.is_dir()  # under torchrun, rank 0's run directory may be on another node
+        else (),
         exports=tuple(sorted(p for p in exported.rglob("*") if p.is_file() and not p.name.startswith(".")))
         if exported.is_dir()
         else (),

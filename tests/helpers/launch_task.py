@@ -1,9 +1,10 @@
 """Launch the (optionally faulty) cart-pole through mjdist's real launcher and print the ranks' results.
 
-``launch_task.py LOG_ROOT WORKERS ITERATIONS [--num-envs N] [--save-interval N] [--max-restarts N]
+``launch_task.py LOG_ROOT WORKERS ITERATIONS [HOST ...] [--num-envs N] [--save-interval N] [--max-restarts N]
 [--timeout S] [--learning-rate LR]`` prints one JSON list of RankResult dicts on stdout and exits like
 ``train``: 0 on success, 1 when a rank failed, 130 when interrupted. Like ``train``, it writes the run's summary.json.
-Faults: see faulty_task.py.
+Faults: see faulty_task.py. It plans like ``train`` does: as one rank under torchrun-style variables, else WORKERS
+CPU workers on each HOST (this host if none), reached with the SSH config file named by ``MJDIST_TEST_SSH_CONFIG``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from faulty_task import FAULTY
 
 from mjdist.config import TrainConfig
 from mjdist.errors import RankFailedError
-from mjdist.launch.devices import resolve_devices
-from mjdist.launch.plan import make_plan
+from mjdist.launch import launcher
+from mjdist.launch.resolve import resolve_plan
 from mjdist.launch.restarts import train_with_restarts
 from mjdist.run_summary import summary_on_exit
+
+launcher.ENV_VARS_FOR_RANKS = (*launcher.ENV_VARS_FOR_RANKS, "MJDIST_TEST_*")  # the faults reach remote ranks too
 
 
 def main() -> int:
@@ -32,6 +35,7 @@ def main() -> int:
     parser.add_argument("log_root", type=Path)
     parser.add_argument("workers")
     parser.add_argument("iterations", type=int)
+    parser.add_argument("hosts", nargs="*")
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--num-steps-per-env", type=int, default=FAULTY.agent.num_steps_per_env)
     parser.add_argument("--save-interval", type=int, default=5)
@@ -39,6 +43,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=TrainConfig.timeout)
     parser.add_argument("--learning-rate", type=float, default=FAULTY.agent.algorithm.learning_rate)
     args = parser.parse_args()
+    ssh_config = os.environ.get("MJDIST_TEST_SSH_CONFIG")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     agent = FAULTY.agent
     cfg = TrainConfig(
@@ -53,9 +58,12 @@ def main() -> int:
         log_root=args.log_root,
         max_restarts=args.max_restarts,
         timeout=args.timeout,
+        gpu_ids=("None",),
+        cpu_workers=args.workers,
+        hosts=tuple(args.hosts),
+        ssh_config=Path(ssh_config) if ssh_config else None,
     )
-    selection = resolve_devices(["None"], args.workers, None, 0, os.cpu_count() or 1)
-    plan = make_plan(FAULTY.name, cfg, selection, os.environ, datetime.datetime.now())
+    plan, _ = resolve_plan(FAULTY.name, cfg, os.environ, 0, datetime.datetime.now(), None)
     try:
         with summary_on_exit(plan) as run_end:  # as the train command does
             results = train_with_restarts(plan, cfg, FAULTY)

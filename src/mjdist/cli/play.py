@@ -10,7 +10,7 @@ import sys
 from mjdist.cli.usage import fail_usage, parse_task_command
 from mjdist.errors import UsageError
 from mjdist.play.config import PlayConfig
-from mjdist.play.run import run_play
+from mjdist.play.run import plan_json, plan_play, run_play
 
 log = logging.getLogger("mjdist.play")
 
@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point of ``play``."""
     try:
         spec, cfg = parse_task_command(PROG, argv, PlayConfig, lambda spec: PlayConfig(env=spec.play_env or spec.env))
+        if cfg.dry_run:
+            print(json.dumps(plan_json(spec, cfg, plan_play(spec, cfg))))
+            return 0
         summary = run_play(spec, cfg)
     except UsageError as error:
         return fail_usage(PROG, str(error))

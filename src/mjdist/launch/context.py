@@ -28,12 +28,12 @@ class RankContext:
 
     @classmethod
     def from_environment(cls, plan: LaunchPlan) -> RankContext:
-        """Read the rank torchrunx assigned (0 in a single process) and look it up in the plan."""
+        """Read the rank torchrunx or torchrun assigned (0 in a single process) and look it up in the plan."""
         rank = int(os.environ.get("RANK", "0"))
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size != plan.world_size:
             raise RuntimeError(f"launched with WORLD_SIZE={world_size}, but the plan has {plan.world_size} ranks")
-        rank_plan: RankPlan = plan.ranks[rank]
+        rank_plan: RankPlan = plan.rank_plan(rank)
         return cls(rank, rank_plan.local_rank, world_size, rank_plan.device, rank_plan.seed)
 
 

@@ -31,13 +31,6 @@ class DeviceSelection:
     world_size: int
     notice: str | None = None
 
-    @property
-    def backend(self) -> Literal["nccl", "gloo"] | None:
-        """The torch.distributed backend, or None for a single process."""
-        if self.world_size == 1:
-            return None
-        return "nccl" if self.kind == "cuda" else "gloo"
-
 
 def parse_visible_devices(value: str | None, device_count: int) -> list[str]:
     """The visible GPU list as the CUDA runtime reads CUDA_VISIBLE_DEVICES (unset: all `device_count`).

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mjdist.launch.plan import LaunchPlan
@@ -23,6 +24,8 @@ def launch(
     *args: Any,
     gpu_ids: GpuIds = (),
     cpu_workers: int | str | None = None,
+    hosts: str | Sequence[str] = (),
+    ssh_config: str | os.PathLike[str] | None = None,
     seed: int = 0,
     torchrunx_log_dir: str | None = None,
     **kwargs: Any,
@@ -40,8 +43,9 @@ def launch(
     must pickle (cloudpickle: functions of a script's ``__main__`` are fine), and ``fn``'s module must be
     importable there. Rank 0's INFO records and the other ranks' warnings reach this console.
 
-    Host options (several machines) arrive with mjdist's multi-host support; they are keyword arguments of
-    this function like ``gpu_ids``, so every other keyword argument goes to ``fn``.
+    ``hosts`` starts the ranks on several machines over SSH (torchrunx), each with the ranks ``gpu_ids`` and
+    ``cpu_workers`` give one host, in host order; ``fn`` must then be importable there as well. These options are
+    keyword arguments of this function, so every other keyword argument goes to ``fn``.
 
     Args:
         fn: The function each rank calls.
@@ -49,6 +53,9 @@ def launch(
         gpu_ids: GPUs as indices into CUDA_VISIBLE_DEVICES (``0``, ``[0, 1]``, ``"all"``), ``None`` for the CPU;
             the default ``()`` takes GPU 0 if one is visible, else the CPU.
         cpu_workers: CPU worker processes (one rank each), a number or ``"auto"``; CPU only.
+        hosts: Hosts to start ranks on over SSH (the first must be reachable from every host), or ``"auto"``
+            for the SLURM allocation; default: this host only. See docs/cluster.md.
+        ssh_config: OpenSSH client config file used to reach ``hosts`` (default: ~/.ssh/config).
         seed: Base seed; rank r is seeded with ``seed + r``.
         torchrunx_log_dir: A directory for per-rank log files of a multi-rank launch (default: none).
             The TORCHRUNX_LOG_DIR environment variable, if set, wins.
@@ -58,17 +65,20 @@ def launch(
         ``[fn's value on rank 0, on rank 1, ...]``.
 
     Raises:
-        UsageError: Unusable ``gpu_ids``/``cpu_workers`` (a DeviceSelectionError); nothing was started.
+        UsageError: Unusable ``gpu_ids``/``cpu_workers``/``hosts`` (a DeviceSelectionError); nothing was started.
         RankFailedError: A rank raised or was killed; ``.rank`` names it (the first one that failed). The other
             ranks were stopped at once and no process of the launch survives.
         KeyboardInterrupt: Ctrl-C or SIGTERM; every rank was stopped.
     """
+    from mjdist.launch.hosts import resolve_hosts
     from mjdist.launch.plan import make_function_plan
     from mjdist.launch.selection import cpu_worker_flag, gpu_id_flags, select_devices
 
     selection = select_devices(gpu_id_flags(gpu_ids), cpu_worker_flag(cpu_workers))
+    ssh_config_path = None if ssh_config is None else Path(ssh_config)
+    host_names = resolve_hosts((hosts,) if isinstance(hosts, str) else tuple(hosts), ssh_config_path)
     name = getattr(fn, "__qualname__", type(fn).__name__)
-    plan = make_function_plan(name, selection, os.environ, seed, torchrunx_log_dir)
+    plan = make_function_plan(name, selection, os.environ, seed, torchrunx_log_dir, host_names, ssh_config_path)
     from mjdist.launch.launcher import run_ranks  # torch and torchrunx: only once the input was checked
 
     return run_ranks(plan, _function_rank, plan, fn, args, kwargs)

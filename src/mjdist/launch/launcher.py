@@ -31,13 +31,18 @@ log = logging.getLogger(__name__)
 
 ENV_VARS_FOR_RANKS = (
     *torchrunx.DEFAULT_ENV_VARS_FOR_COPY,
+    "LD_LIBRARY_PATH",
+    "GLOO_*",
     "MUJOCO*",
     "WARP*",
     "WANDB*",
     "OMP_NUM_THREADS",
     "HOME",
 )
-"""Variables the ranks need, copied explicitly so they also reach ranks on other hosts."""
+"""Variables the ranks need (shell patterns), copied explicitly so they also reach ranks on other hosts, whose
+agents start over SSH with a bare environment. LD_LIBRARY_PATH is named outright: torchrunx releases differ in
+whether their pattern for it ('LD_LIBRARY' or 'LD_LIBRARY*') matches it. GLOO_* and NCCL* carry the choice of
+network interface (GLOO_SOCKET_IFNAME, NCCL_SOCKET_IFNAME) and NCCL's settings to every rank."""
 CLEANUP_GRACE_S = 3.0
 STOPPED_ON_REQUEST = "every rank stopped on request"
 PR_SET_CHILD_SUBREAPER = 36
@@ -63,12 +68,17 @@ def run_ranks(
     """Call ``rank_fn(*args)`` on every rank of the plan and return the values in rank order.
 
     ``rank_fn`` reads its rank from the environment (see RankContext). A failure raises RankFailedError naming
-    the first rank that failed. Ctrl-C or SIGTERM asks the ranks to stop (SIGUSR1, a KeyboardInterrupt there),
+    the first rank that failed. The ranks start on the plan's hosts (over SSH with its ssh config, through
+    torchrunx) unless the plan is a single rank here, which runs in this process.
+
+    Ctrl-C or SIGTERM asks the ranks to stop (SIGUSR1, a KeyboardInterrupt there),
     and raises KeyboardInterrupt(``stopped``) once they have; a second one stops them at once. No process of
     the job survives either. With ``timeout_s`` > 0 a hang watchdog ends the job (a RankFailedError naming the
     stuck ranks) once no rank has beaten (:mod:`mjdist.launch.heartbeat`) for that long.
     """
-    if plan.world_size == 1:
+    if plan.launcher == "environment":
+        raise ValueError("a plan of one rank that torchrun started runs through mjdist.launch.rank_mode, not here")
+    if plan.launcher == "in-process":
         return [_run_in_process(rank_fn, args, timeout_s)]
     return _launch_ranks(plan, rank_fn, args, stopped, timeout_s)
 
@@ -108,9 +118,11 @@ def _launch_ranks(
         tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file,
         tempfile.NamedTemporaryFile(prefix="mjdist-progress-", suffix=".log") as progress_file,
     ):
+        hosts = list(plan.hosts)
         launcher = torchrunx.Launcher(
-            hostnames=["localhost"],
-            workers_per_host=plan.world_size,
+            hostnames=hosts,
+            workers_per_host=plan.ranks_per_host,
+            ssh_config_file=plan.ssh_config,
             backend=plan.backend,  # type: ignore[arg-type]
             copy_env_vars=ENV_VARS_FOR_RANKS,
             extra_env_vars={"CUDA_VISIBLE_DEVICES": plan.rank_visible_devices} if plan.rank_visible_devices else None,
@@ -118,14 +130,14 @@ def _launch_ranks(
         launcher.set_logging_handlers(
             partial(
                 log_handlers,
-                ["localhost"],
-                [plan.world_size],
+                hosts,
+                [plan.ranks_per_host] * len(hosts),
                 plan.torchrunx_log_dir,
                 failure_file.name,
                 progress_file.name,
             )
         )
-        log.info("Launching %d ranks (%s) through torchrunx", plan.world_size, plan.backend)
+        log.info("Launching %d ranks (%s) on %s through torchrunx", plan.world_size, plan.backend, ", ".join(hosts))
         stop = _RankStopper()
         watchdog = HangWatchdog(plan.world_size, timeout_s, _kill_workers, Path(progress_file.name))
         try:

@@ -1,8 +1,9 @@
 """Where the records of torchrunx agents and workers go, in the launcher's log server.
 
-- Console (stderr): rank 0's records from INFO up, live; other ranks' from WARNING up, prefixed with
-  ``[rank N]``, so a failing rank's traceback shows where the user looks. The agents' records (torch
-  elastic's view of the same failures, exit-time noise) go to the agent's file only.
+- Console (stderr): global rank 0's records from INFO up, live; other ranks' from WARNING up, prefixed with
+  ``[rank N]`` (N global: host index x ranks per host + local rank), so a failing rank's traceback shows
+  where the user looks. The agents' records (torch elastic's view of the same failures, exit-time noise) go
+  to the agent's file only.
 - Files: one per rank and agent under the torchrunx log dir (torchrunx's own file handlers).
 - Failure file: ``rank<TAB>kind<TAB>summary`` of each failing rank, in arrival order, for the launcher.
 - Progress file: ``rank<TAB>stage`` of each rank's heartbeat, for the launcher's hang watchdog.
@@ -10,9 +11,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import sys
+from functools import partial
 from pathlib import Path
 
 from torchrunx.utils.log_handling import file_handlers
@@ -30,9 +33,11 @@ def log_handlers(
     progress_file: str | None = None,
 ) -> list[logging.Handler]:
     """Handlers for the log server (called there by torchrunx)."""
+    starts = itertools.accumulate(workers_per_host, initial=0)
+    first_rank = dict(zip(hostnames, starts, strict=False))
     console = logging.StreamHandler(sys.stderr)
-    console.addFilter(_console_filter)
-    console.setFormatter(_RankFormatter())
+    console.addFilter(partial(_console_filter, first_rank))
+    console.setFormatter(_RankFormatter(first_rank))
     handlers: list[logging.Handler] = [console, _AttributeFileHandler(failure_file, "mjdist_failure")]
     if progress_file is not None:
         handlers.append(_AttributeFileHandler(progress_file, PROGRESS_ATTRIBUTE))
@@ -41,22 +46,34 @@ def log_handlers(
     return handlers
 
 
-def _console_filter(record: logging.LogRecord) -> bool:
+def _global_rank(first_rank: dict[str, int], record: logging.LogRecord) -> int | None:
+    """The global rank a worker's record comes from (None for an agent's record)."""
     local_rank = getattr(record, "local_rank", None)
     if local_rank is None:
+        return None
+    return first_rank.get(getattr(record, "hostname", ""), 0) + local_rank
+
+
+def _console_filter(first_rank: dict[str, int], record: logging.LogRecord) -> bool:
+    rank = _global_rank(first_rank, record)
+    if rank is None:
         return False
-    return record.levelno >= (logging.INFO if local_rank == 0 else logging.WARNING)
+    return record.levelno >= (logging.INFO if rank == 0 else logging.WARNING)
 
 
 class _RankFormatter(logging.Formatter):
-    """Message only (torchrunx prefixes it with the logger name, which is dropped), tagged by origin."""
+    """Message only (torchrunx prefixes it with the logger name, which is dropped), tagged by global rank."""
+
+    def __init__(self, first_rank: dict[str, int]) -> None:
+        super().__init__()
+        self.first_rank = first_rank
 
     def format(self, record: logging.LogRecord) -> str:
         message = _LOGGER_PREFIX.sub("", record.getMessage(), count=1)
-        local_rank = getattr(record, "local_rank", 0)
-        if local_rank == 0:
+        rank = _global_rank(self.first_rank, record) or 0
+        if rank == 0:
             return message
-        return "\n".join(f"[rank {local_rank}] {line}" for line in message.splitlines())
+        return "\n".join(f"[rank {rank}] {line}" for line in message.splitlines())
 
 
 class _AttributeFileHandler(logging.Handler):

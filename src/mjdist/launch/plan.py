@@ -11,9 +11,11 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from mjdist.config import TrainConfig
 from mjdist.launch.devices import DeviceSelection
+from mjdist.launch.hosts import LOCALHOST
 from mjdist.runs import run_dir_for
 
 
@@ -22,9 +24,11 @@ class RankPlan:
     """What one rank runs on."""
 
     rank: int
+    host: str
+    """The host the rank runs on ('localhost' for a single-host launch)."""
     local_rank: int
     device: str
-    """torch/Warp device inside the rank: 'cpu', or 'cuda:<i>' (in a multi-GPU job, i = local rank)."""
+    """torch/Warp device inside the rank: 'cpu', or 'cuda:<i>' (in a multi-rank job, i = local rank)."""
     physical_gpu: str | None
     """The CUDA_VISIBLE_DEVICES entry of the rank's GPU (None on the CPU)."""
     seed: int
@@ -36,6 +40,9 @@ class LaunchPlan:
 
     task: str
     """The task trained (for ``mjdist.launch``: the function's name)."""
+    launcher: Literal["in-process", "torchrunx", "environment"]
+    """How the ranks start: 'in-process' (one rank, this process), 'torchrunx' (mjdist starts every rank), or
+    'environment' (torchrun, OSMO or Kubernetes started this process as one rank; ``ranks`` lists only it)."""
     world_size: int
     backend: str | None
     """'nccl' (GPUs), 'gloo' (CPU workers) or None (a single process)."""
@@ -51,14 +58,29 @@ class LaunchPlan:
     end_iteration: int | None = None
     """Iterations done when training stops, counting those before resume_from (None: --agent.max-iterations more
     than resume_from's). Set when a run continues in its own directory (restarts, --resume auto)."""
+    hosts: tuple[str, ...] = ("localhost",)
+    """The hosts, in rank order (global rank = host index x ranks per host + local rank)."""
+    ssh_config: str | None = None
+    """OpenSSH client config torchrunx uses to reach the hosts (None: ~/.ssh/config)."""
+
+    @property
+    def ranks_per_host(self) -> int:
+        """Ranks on each host (every host runs the same number)."""
+        return self.world_size // len(self.hosts) if self.launcher == "torchrunx" else 1
+
+    def rank_plan(self, rank: int) -> RankPlan:
+        """The plan of global rank ``rank``."""
+        (found,) = (plan for plan in self.ranks if plan.rank == rank)
+        return found
 
     @property
     def rank_visible_devices(self) -> str | None:
         """CUDA_VISIBLE_DEVICES for the ranks of a multi-GPU job: the selected GPUs in rank order, so that
         rank r's ``cuda:r`` is its GPU whatever initialized CUDA first (torchrunx creates the NCCL group
         before the rank's code runs). None when the ranks keep the launcher's environment."""
-        gpus = [rank.physical_gpu for rank in self.ranks if rank.physical_gpu is not None]
-        return ",".join(gpus) if self.world_size > 1 and gpus else None
+        first_host = [rank for rank in self.ranks if rank.host == self.hosts[0]]  # every host gets the same GPUs
+        gpus = [rank.physical_gpu for rank in first_host if rank.physical_gpu is not None]
+        return ",".join(gpus) if self.launcher == "torchrunx" and gpus else None
 
     @property
     def run_dir_path(self) -> Path:
@@ -78,67 +100,87 @@ def make_plan(
     now: datetime.datetime,
     resume_from: Path | None = None,
     run_dir: Path | None = None,
+    hosts: tuple[str, ...] = (LOCALHOST,),
 ) -> LaunchPlan:
-    """Resolve devices, seeds and directories for every rank; a new run directory unless ``run_dir`` is given."""
+    """Resolve devices, seeds and directories for every rank, a new run directory unless ``run_dir`` is given:
+    the selection repeats on every host, in host order (global rank = host index x ranks per host + local rank)."""
     run_dir = run_dir or run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
-    return LaunchPlan(
-        task=task,
-        world_size=selection.world_size,
-        backend=selection.backend,
-        ranks=_rank_plans(selection, cfg.agent.seed),
+    plan = _host_plan(task, selection, hosts, cfg.agent.seed, environ, cfg.ssh_config)
+    return dataclasses.replace(
+        plan,
         run_dir=str(run_dir),
-        torchrunx_log_dir=_torchrunx_log_dir(cfg, selection.world_size, run_dir, environ),
-        torch_threads=_torch_threads(selection, environ),
+        torchrunx_log_dir=None if plan.launcher == "in-process" else _torchrunx_log_dir(cfg, run_dir, environ),
         resume_from=str(resume_from.absolute()) if resume_from is not None else None,
     )
 
 
 def make_function_plan(
-    name: str, selection: DeviceSelection, environ: Mapping[str, str], seed: int, torchrunx_log_dir: str | None
+    name: str,
+    selection: DeviceSelection,
+    environ: Mapping[str, str],
+    seed: int,
+    torchrunx_log_dir: str | None,
+    hosts: tuple[str, ...] = (LOCALHOST,),
+    ssh_config: Path | None = None,
 ) -> LaunchPlan:
-    """The plan of ``mjdist.launch(fn)``: ranks, seeds and threads as for training, no run directory (``run_dir``
-    is ''), and per-rank log files only where ``torchrunx_log_dir`` (or TORCHRUNX_LOG_DIR, which wins) says."""
+    """The plan of ``mjdist.launch(fn)``: hosts, ranks, seeds and threads as for training, no run directory
+    (``run_dir`` is ''), and per-rank log files only where ``torchrunx_log_dir`` (or TORCHRUNX_LOG_DIR, which
+    wins) says."""
+    plan = _host_plan(name, selection, hosts, seed, environ, ssh_config)
     chosen = environ.get("TORCHRUNX_LOG_DIR", torchrunx_log_dir)
-    return LaunchPlan(
-        task=name,
-        world_size=selection.world_size,
-        backend=selection.backend,
-        ranks=_rank_plans(selection, seed),
-        run_dir="",
-        torchrunx_log_dir=str(Path(chosen).absolute()) if chosen and selection.world_size > 1 else None,
-        torch_threads=_torch_threads(selection, environ),
+    in_process = plan.launcher == "in-process"
+    return dataclasses.replace(
+        plan, torchrunx_log_dir=str(Path(chosen).absolute()) if chosen and not in_process else None
     )
 
 
-def _rank_plans(selection: DeviceSelection, seed: int) -> tuple[RankPlan, ...]:
-    return tuple(
+def _host_plan(
+    task: str,
+    selection: DeviceSelection,
+    hosts: tuple[str, ...],
+    seed: int,
+    environ: Mapping[str, str],
+    ssh_config: Path | None,
+) -> LaunchPlan:
+    """The ranks of ``selection`` repeated on every host, in host order; no run or log directory yet."""
+    world_size = len(hosts) * selection.world_size
+    in_process = world_size == 1 and hosts == (LOCALHOST,)  # one rank elsewhere still goes through torchrunx
+    ranks = tuple(
         RankPlan(
-            rank=rank,
-            local_rank=rank,
-            device=_rank_device(selection, rank),
-            physical_gpu=selection.physical_gpus[rank] if selection.kind == "cuda" else None,
-            seed=seed + rank,
+            rank=host_index * selection.world_size + local_rank,
+            host=host,
+            local_rank=local_rank,
+            device=_rank_device(selection, local_rank, in_process),
+            physical_gpu=selection.physical_gpus[local_rank] if selection.kind == "cuda" else None,
+            seed=seed + host_index * selection.world_size + local_rank,
         )
-        for rank in range(selection.world_size)
+        for host_index, host in enumerate(hosts)
+        for local_rank in range(selection.world_size)
+    )
+    cpu_workers = selection.kind == "cpu" and selection.world_size > 1
+    return LaunchPlan(
+        task=task,
+        launcher="in-process" if in_process else "torchrunx",
+        world_size=world_size,
+        backend=None if world_size == 1 else ("nccl" if selection.kind == "cuda" else "gloo"),
+        ranks=ranks,
+        run_dir="",
+        torchrunx_log_dir=None,
+        torch_threads=1 if cpu_workers and "OMP_NUM_THREADS" not in environ else None,
+        hosts=hosts,
+        ssh_config=str(ssh_config.absolute()) if ssh_config is not None and not in_process else None,
     )
 
 
-def _torch_threads(selection: DeviceSelection, environ: Mapping[str, str]) -> int | None:
-    cpu_workers = selection.kind == "cpu" and selection.world_size > 1
-    return 1 if cpu_workers and "OMP_NUM_THREADS" not in environ else None
-
-
-def _rank_device(selection: DeviceSelection, rank: int) -> str:
+def _rank_device(selection: DeviceSelection, local_rank: int, in_process: bool) -> str:
     if selection.kind == "cpu":
         return "cpu"
-    if selection.world_size == 1:
+    if in_process:
         return f"cuda:{selection.visible_indices[0]}"
-    return f"cuda:{rank}"  # ranks see exactly the selected GPUs, in rank order (see rank_visible_devices)
+    return f"cuda:{local_rank}"  # ranks see exactly the selected GPUs, in rank order (see rank_visible_devices)
 
 
-def _torchrunx_log_dir(cfg: TrainConfig, world_size: int, run_dir: Path, environ: Mapping[str, str]) -> str | None:
-    if world_size == 1:
-        return None
+def _torchrunx_log_dir(cfg: TrainConfig, run_dir: Path, environ: Mapping[str, str]) -> str | None:
     if "TORCHRUNX_LOG_DIR" in environ:
         chosen = environ["TORCHRUNX_LOG_DIR"]
     elif cfg.torchrunx_log_dir is not None:

@@ -29,10 +29,15 @@ def cpu_worker_flag(cpu_workers: int | str | None) -> str | None:
     return None if cpu_workers is None else str(cpu_workers)
 
 
+def visible_gpus() -> tuple[str | None, int]:
+    """CUDA_VISIBLE_DEVICES (None when unset) and the number of GPUs CUDA sees."""
+    cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return cuda_visible_devices, cuda_device_count(cuda_visible_devices)
+
+
 def select_devices(gpu_ids: tuple[str, ...], cpu_workers: str | None, check_gpus: bool = True) -> DeviceSelection:
     """Resolve the flags against this machine; with ``check_gpus``, also refuse GPUs named but not present."""
-    cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
-    device_count = cuda_device_count(cuda_visible_devices)
+    cuda_visible_devices, device_count = visible_gpus()
     selection = resolve_devices(
         gpu_ids=gpu_ids or None,
         cpu_workers=cpu_workers,

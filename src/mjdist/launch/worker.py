@@ -1,4 +1,5 @@
-"""Entry point of a torchrunx worker: die with the agent, and turn any failure into a fast, loud exit.
+"""Entry point of a torchrunx worker (and the guard of a rank torchrun started): die with the agent, and turn
+any failure into a fast, loud exit.
 
 torchrunx 0.4 returns a worker's exception as a value, so the agent keeps waiting for the other ranks,
 which may be blocked in a collective until the process-group timeout. Exiting the process instead makes the
@@ -19,6 +20,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 import cloudpickle
 
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 INTERRUPTED_EXIT_CODE = 130
 
+ResultT = TypeVar("ResultT")
+
 
 def pack_job(rank_fn: Callable[..., object], *args: object) -> bytes:
     """``rank_fn`` and its arguments, for :func:`run_worker`."""
@@ -39,12 +43,26 @@ def pack_job(rank_fn: Callable[..., object], *args: object) -> bytes:
 def run_worker(job: bytes) -> object:
     """Run ``rank_fn(*args)`` from the job; on any exception log it and exit the process at once."""
     _die_with_parent()
+
+    def call() -> object:
+        rank_fn, args = cloudpickle.loads(job)
+        return rank_fn(*args)
+
+    return exit_on_failure(call)
+
+
+def exit_on_failure(fn: Callable[[], ResultT]) -> ResultT:
+    """Run ``fn()`` as this process's rank (``RANK``), and end the process as soon as it fails.
+
+    SIGUSR1 becomes a stop request; any exception is logged with its traceback at CRITICAL and the process exits 1
+    (130 when interrupted) without waiting for anything, so the agent (torchrunx's or torchrun's) sees a failed
+    worker at once and stops the other ranks.
+    """
     signal.signal(signal.SIGUSR1, raise_interrupt)  # the launcher's stop request, before training installs its own
     rank = int(os.environ.get("RANK", "0"))
     try:
         load_triton_before_mesa()
-        rank_fn, args = cloudpickle.loads(job)
-        return rank_fn(*args)
+        return fn()
     except KeyboardInterrupt:
         log.warning("rank %d interrupted", rank, extra=failure_record(rank, "interrupted", "interrupted"))
         _exit_now(INTERRUPTED_EXIT_CODE)
@@ -99,7 +117,7 @@ def _die_with_parent() -> None:
             os._exit(1)
 
 
-def _exit_now(code: int) -> None:
+def _exit_now(code: int) -> NoReturn:
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stdout.flush()

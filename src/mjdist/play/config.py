@@ -50,3 +50,6 @@ class PlayConfig:
     """Video height in pixels (even)."""
     seed: int = 0
     """Seed of the environments' random initial states (and of the random baseline's actions)."""
+    dry_run: bool = False
+    """Check the flags and print what would be played as one JSON object, starting and writing nothing. A
+    checkpoint that does not exist yet (a run still to come) is printed as null, with the reason on stderr."""

@@ -154,7 +154,13 @@ def plan_play(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
             raise UsageError(f"--agent {cfg.agent} plays without a checkpoint; drop --checkpoint and --run")
         video_dir = cfg.log_root / spec.agent.experiment_name / "videos" / "play"
         return PlayPlan(env, num_episodes, num_steps, device, None, _video_path(cfg, video_dir / f"{cfg.agent}.mp4"))
-    path = _checkpoint_path(spec, cfg)
+    try:
+        path = _checkpoint_path(spec, cfg)
+    except CheckpointError as error:
+        if not cfg.dry_run:
+            raise
+        log.warning("%s (a real run would stop here)", error)
+        return PlayPlan(env, num_episodes, num_steps, device, None)
     checkpoint = read_checkpoint(path, spec.name)
     train_cfg = checkpoint["infos"].get("train_cfg")
     if not isinstance(train_cfg, dict):
@@ -162,6 +168,20 @@ def plan_play(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
     policy = PolicyCheckpoint(path.absolute(), checkpoint["iter"], train_cfg)
     video = _video_path(cfg, policy.path.parent / "videos" / "play" / f"{path.stem}.mp4")
     return PlayPlan(env, num_episodes, num_steps, device, policy, video)
+
+
+def plan_json(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> dict:
+    """What ``play --dry-run`` prints."""
+    return {
+        "task": spec.name,
+        "agent": cfg.agent,
+        "device": plan.device,
+        "num_envs": plan.env.num_envs,
+        "num_episodes": plan.num_episodes,
+        "num_steps": plan.num_steps,
+        "checkpoint": None if plan.checkpoint is None else str(plan.checkpoint.path),
+        "video": None if plan.video is None else str(plan.video),
+    }
 
 
 def _video_path(cfg: PlayConfig, path: Path) -> Path | None:
@@ -189,7 +209,8 @@ def _budget(cfg: PlayConfig, num_envs: int) -> tuple[int | None, int | None]:
 
 def _device(cfg: PlayConfig) -> str:
     """The one torch/Warp device to play on: ``cuda:<index>`` or ``cpu``."""
-    selection = select_devices(cfg.gpu_ids, None)
+    # a dry run may plan for another machine, as train's does
+    selection = select_devices(cfg.gpu_ids, None, check_gpus=not cfg.dry_run)
     if selection.world_size > 1:
         raise DeviceSelectionError(f"play runs on one device; give one GPU id (got --gpu-ids {' '.join(cfg.gpu_ids)})")
     return "cpu" if selection.kind == "cpu" else f"cuda:{selection.visible_indices[0]}"
