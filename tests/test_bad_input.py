@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mjdist import rendering
 from mjdist.cli import bench, play, train
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
@@ -72,6 +73,14 @@ CASES: list[tuple[str, str, str]] = [
     ("train cartpole-balance --resume {empty_run}", "run directory {empty_run} has no model_<iteration>.pt checkpoints"),
     ("train cartpole-balance --resume {broken_run}",
      "no checkpoint in {broken_run} can be used (skipped model_9.pt, model_3.pt)"),
+    ("train cartpole-balance --gpu-ids None --hosts localhost node2",
+     "--hosts localhost node2: localhost is this machine's loopback name, which other hosts cannot reach; name this "
+     "host by an address or hostname every host can reach (it should come first)"),
+    ("train cartpole-balance --gpu-ids None --hosts node1 node1", "host node1 is given twice in --hosts; list each host once"),
+    ("train cartpole-balance --gpu-ids None --hosts auto node1",
+     "--hosts auto cannot be combined with host names; give --hosts auto on its own"),
+    ("train cartpole-balance --gpu-ids None --hosts node1 --ssh-config {tmp}/no-ssh-config",
+     "--ssh-config {tmp}/no-ssh-config: no such file; give an OpenSSH client config file"),
     ("train cartpole-balance --log-root {file}/runs",
      "cannot write runs under {file}/runs/cartpole_balance/{run}: {file} is a file, not a directory"),
     ("play cartpole-balanse", "unknown task 'cartpole-balanse'; known tasks: cartpole-balance, cartpole-swingup"),
@@ -88,12 +97,17 @@ CASES: list[tuple[str, str, str]] = [
      "--video-width must be an even number of pixels, at least 16, got 15"),
     ("play cartpole-balance --agent zero --video --log-root {file}",
      "cannot write runs under {file}/cartpole_balance/videos/play: {file} is a file, not a directory"),
+    ("play cartpole-balance --agent zero --video --num-steps 1",
+     "--video renders with OSMesa on the CPU, and libOSMesa is not installed; install it (apt-get install libosmesa6) "
+     "or drop --video"),
     ("bench fizz", "unknown benchmark 'fizz'; choose from physics, env, train, scaling, launch, sync"),
     ("bench --task cartpole-balanse", "unknown task 'cartpole-balanse'; known tasks: cartpole-balance, cartpole-swingup"),
     ("bench --duration nan", "--duration must be a positive number of seconds, got nan"),
     ("bench --ranks 0", "--ranks must be at least 1, got 0"),
 ]  # fmt: skip
 ENTRY_POINTS: dict[str, Callable[[list[str]], int]] = {"train": train.main, "play": play.main, "bench": bench.main}
+WITHOUT_GL = {"play cartpole-balance --agent zero --video --num-steps 1"}
+"""Cases run as on a machine without libOSMesa (CI installs it, so the test hides it)."""
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +158,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # default log roots and bench results land here if anything is written
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the same on machines with GPUs
+    if command in WITHOUT_GL:
+        monkeypatch.delenv("MUJOCO_GL", raising=False)
+        monkeypatch.setattr(rendering, "find_library", lambda name: None)
     prog, *args = command.format(**places).split()
     if prog in {"train", "play"} and "--log-root" not in args:
         args += ["--log-root", str(tmp_path / "runs")]
