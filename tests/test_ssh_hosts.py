@@ -205,6 +205,15 @@ def test_a_failing_rank_on_the_remote_host_ends_the_job_with_its_traceback(two_h
     assert two_hosts.pids_in_node1() <= _sshd_pids(two_hosts), "the remote agent and rank are gone"
 
 
+def _wait_for_iteration(launcher: subprocess.Popen, stderr_path: Path, iteration: int) -> None:
+    """Until rank 0 has printed the progress line of ``iteration`` (of the 500 that launch_task runs here)."""
+    printed = re.compile(rf"^iter +{iteration}/500 ", re.MULTILINE)
+    end = time.time() + 240
+    while not printed.search(stderr_path.read_text()) and time.time() < end and launcher.poll() is None:
+        time.sleep(0.1)
+    assert printed.search(stderr_path.read_text()), stderr_path.read_text()
+
+
 def _sshd_pids(hosts: TwoHosts) -> set[int]:
     return {pid for pid in hosts.pids_in_node1() if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd"}
 
@@ -214,11 +223,7 @@ def test_interrupting_the_launcher_stops_the_remote_rank_after_rank_0_saved(
 ) -> None:
     launcher = launch_task(two_hosts, log_root, iterations=500)
     stderr_path = log_root.parent / "launcher.err"
-    second_iteration = re.compile(r"^iter +2/500 ", re.MULTILINE)
-    end = time.time() + 240
-    while not second_iteration.search(stderr_path.read_text()) and time.time() < end and launcher.poll() is None:
-        time.sleep(0.1)
-    assert second_iteration.search(stderr_path.read_text()), stderr_path.read_text()
+    _wait_for_iteration(launcher, stderr_path, 2)
     sent = time.time()
     launcher.send_signal(signal.SIGINT)
     code = launcher.wait(timeout=120)
@@ -233,11 +238,7 @@ def test_interrupting_the_launcher_stops_the_remote_rank_after_rank_0_saved(
 def test_a_dead_remote_agent_ends_the_job(two_hosts: TwoHosts, log_root: Path) -> None:
     launcher = launch_task(two_hosts, log_root, iterations=500)
     stderr_path = log_root.parent / "launcher.err"
-    first_iteration = re.compile(r"^iter +1/500 ", re.MULTILINE)
-    end = time.time() + 240
-    while not first_iteration.search(stderr_path.read_text()) and time.time() < end and launcher.poll() is None:
-        time.sleep(0.1)
-    assert first_iteration.search(stderr_path.read_text()), stderr_path.read_text()
+    _wait_for_iteration(launcher, stderr_path, 1)
     (agent,) = (pid for pid in two_hosts.pids_in_node1()  # the agent's Python, not the shell that started it
                 if _cmdline(pid).startswith(f"{sys.executable} -u -m torchrunx"))  # fmt: skip
     killed = time.time()
