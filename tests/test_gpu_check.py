@@ -64,8 +64,8 @@ def test_outputs_are_parsed_into_the_summary() -> None:
                                               "mean_episode_length": 500.0}  # fmt: skip
     assert training_metrics("iter 1/5 | 9 env-steps/s (2 envs) | reward      n/a | ep len    n/a | 1 s")[
         "mean_reward"] is None  # fmt: skip
-    play = play_metrics('Loaded checkpoint x\n{"mean_length": 500.0, "episodes": 64}\n')
-    assert play == {"mean_length": 500.0, "episodes": 64}
+    play = play_metrics('Loaded checkpoint x\n{"mean_episode_length": 500.0, "episodes": 64}\n')
+    assert play == {"mean_episode_length": 500.0, "episodes": 64}
     query = "4242, GPU-aaa\n4243, GPU-bbb\n999, GPU-ccc\n"
     assert context_gpus(query, {4242, 4243}) == {"GPU-aaa", "GPU-bbb"}
     outcomes = [Outcome("play-cartpole", 0, 3.0, play), Outcome("train-quadruped", 130, 300.2, {"mean_reward": 12.0}),

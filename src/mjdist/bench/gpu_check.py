@@ -241,7 +241,7 @@ def summarize(outcomes: list[Outcome], gpus: list[str]) -> dict:
     return {
         "gpus": gpus,
         "ok": all(o.ok() for o in outcomes),
-        "cartpole_balances": bool(cartpole.get("mean_length", 0) >= 450),
+        "cartpole_balances": bool(cartpole.get("mean_episode_length", 0) >= 450),
         "steps": steps,
     }
 
