@@ -46,3 +46,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason="needs a CUDA GPU (none is visible)")
     for item in gpu_tests:
         item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def restore_rendering_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process `play`/`train --video` set MUJOCO_GL (and MUJOCO_EGL_DEVICE_ID) in os.environ, as they must for
+    the ranks they start; put them back after each test, so no later test inherits another's choice."""
+    for name in ("MUJOCO_GL", "MUJOCO_EGL_DEVICE_ID"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)

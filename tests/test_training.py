@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import dataclasses
 from pathlib import Path
 
@@ -53,3 +54,13 @@ def test_cartpole_balance_learns_and_writes_the_run(log_root: Path) -> None:
     random_length = random_policy_episode_length()
     assert random_length < 60
     assert lengths[-1] > 5 * random_length, (lengths, random_length)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ctypes.util.find_library("OSMesa") is None, reason="needs libOSMesa (Debian: libosmesa6)")
+def test_one_process_trains_under_a_users_mujoco_gl_osmesa(log_root: Path) -> None:
+    """MUJOCO_GL=osmesa makes mujoco load Mesa's LLVM on import; triton (torch's) must be loaded first or the
+    process segfaults, in one process as in the workers."""
+    result = run_train("cartpole-balance", "--gpu-ids", "None", "--log-root", str(log_root), "--env.num-envs", "16",
+                       "--agent.max-iterations", "1", MUJOCO_GL="osmesa")  # fmt: skip
+    assert result.returncode == 0, result.stderr

@@ -14,6 +14,7 @@ from mjdist.bench.records import Recorder, read_records
 from mjdist.cli.usage import fail_usage
 from mjdist.errors import RankFailedError
 from mjdist.launch.devices import DeviceSelectionError
+from mjdist.rendering import load_triton_before_mesa
 from mjdist.tasks import registered_tasks
 
 log = logging.getLogger("mjdist.bench")
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             devices = bench_devices(cfg.device, cfg.ranks)
     except (ValueError, DeviceSelectionError) as error:
         return fail_usage(PROG, str(error))
+    load_triton_before_mesa()  # before any benchmark imports mujoco, whatever MUJOCO_GL the user set
     if cfg.report:
         return _report(records, cfg)
     return _measure(cfg, devices)

@@ -25,6 +25,7 @@ from mjdist.launch.log_routing import log_handlers
 from mjdist.launch.plan import LaunchPlan
 from mjdist.launch.watchdog import HangWatchdog
 from mjdist.launch.worker import first_line, pack_job, run_worker
+from mjdist.rendering import load_triton_before_mesa
 from mjdist.rl.interrupt import handling, raise_interrupt
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def run_ranks(
 
 
 def _run_in_process(rank_fn: Callable[..., T], args: tuple[object, ...], timeout_s: float) -> T:
+    load_triton_before_mesa()  # this process imports mujoco next, as the workers do (see run_worker)
     watchdog = HangWatchdog(1, timeout_s, lambda: _hang_main_thread(watchdog))
     heartbeat.set_in_process_sink(watchdog.record)
     try:

@@ -24,7 +24,7 @@ from mjdist.launch.devices import DeviceSelectionError
 from mjdist.launch.selection import GpuIds, gpu_id_flags, select_devices
 from mjdist.overrides import resolve_config
 from mjdist.play.config import PlayConfig
-from mjdist.rendering import check_video_flags, choose_gl_backend
+from mjdist.rendering import check_video_flags, choose_gl_backend, load_triton_before_mesa
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec, get_task
 
@@ -229,6 +229,7 @@ def _checkpoint_path(spec: TaskSpec, cfg: PlayConfig) -> Path:
 
 def _play(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
     """Build the environments and the actor on the plan's device, roll out, and summarize."""
+    load_triton_before_mesa()  # before mujoco is imported, whatever MUJOCO_GL the user set
     import torch
     import warp as wp
 
