@@ -48,12 +48,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(skip)
 
 
+RENDERING_VARIABLES = {name: os.environ.get(name) for name in ("MUJOCO_GL", "MUJOCO_EGL_DEVICE_ID")}
+"""MuJoCo's rendering variables as the test session found them, before any test ran."""
+
+
 @pytest.fixture(autouse=True)
 def restore_rendering_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process `play`/`train --video` set MUJOCO_GL (and MUJOCO_EGL_DEVICE_ID) in os.environ, as they must for
-    the ranks they start; put them back after each test, so no later test inherits another's choice."""
-    for name in ("MUJOCO_GL", "MUJOCO_EGL_DEVICE_ID"):
-        if name in os.environ:
-            monkeypatch.setenv(name, os.environ[name])
-        else:
+    the ranks they start. Every test starts from the session's own values (a module-scoped fixture may have
+    changed them before this fixture runs), so no later test or subprocess inherits another test's choice:
+    MUJOCO_GL=osmesa in a process that imports mujoco before torch's triton crashes it."""
+    for name, value in RENDERING_VARIABLES.items():
+        if value is None:
             monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
