@@ -48,18 +48,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(skip)
 
 
-RENDERING_VARIABLES = {name: os.environ.get(name) for name in ("MUJOCO_GL", "MUJOCO_EGL_DEVICE_ID")}
-"""MuJoCo's rendering variables as the test session found them, before any test ran."""
+@pytest.fixture
+def no_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``train`` and ``play`` plan for a machine without GPUs, whatever this one has; CUDA_VISIBLE_DEVICES is what
+    the test sets."""
+    from mjdist.launch.machine import Machine
+    from mjdist.play import run as play_run
+    from mjdist.train import run as train_run
 
+    def machine() -> Machine:
+        return Machine(os.environ.get("CUDA_VISIBLE_DEVICES"), 0, 8)
 
-@pytest.fixture(autouse=True)
-def restore_rendering_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process `play`/`train --video` set MUJOCO_GL (and MUJOCO_EGL_DEVICE_ID) in os.environ, as they must for
-    the ranks they start. Every test starts from the session's own values (a module-scoped fixture may have
-    changed them before this fixture runs), so no later test or subprocess inherits another test's choice:
-    MUJOCO_GL=osmesa in a process that imports mujoco before torch's triton crashes it."""
-    for name, value in RENDERING_VARIABLES.items():
-        if value is None:
-            monkeypatch.delenv(name, raising=False)
-        else:
-            monkeypatch.setenv(name, value)
+    monkeypatch.setattr(train_run, "read_machine", machine)
+    monkeypatch.setattr(play_run, "read_machine", machine)

@@ -11,18 +11,16 @@ from pathlib import Path
 import pytest
 
 from mjdist.cli.train import main
-from mjdist.launch import selection
 from mjdist.launch.launcher import ENV_VARS_FOR_RANKS
 
 RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environment(monkeypatch: pytest.MonkeyPatch, no_gpus: None) -> None:
     for variable in ("CUDA_VISIBLE_DEVICES", "TORCHRUNX_LOG_DIR", "OMP_NUM_THREADS", "SLURM_JOB_ID", "SLURM_JOBID",
                      *RANK_VARIABLES):  # fmt: skip
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr(selection, "cuda_device_count", lambda _: 0)
 
 
 def plan_of(capsys: pytest.CaptureFixture[str], log_root: Path, *args: str) -> dict:
@@ -198,7 +196,7 @@ def test_rank_mode_needs_the_rendezvous_address(capsys, log_root: Path, monkeypa
 def test_train_and_launch_take_hosts_and_ssh_config(log_root: Path, tmp_path: Path, monkeypatch) -> None:
     import mjdist
     from mjdist.launch import launcher
-    from mjdist.launch.context import RankResult
+    from mjdist.train.result import RankResult
 
     config = tmp_path / "ssh_config"
     config.write_text("Host *\n  StrictHostKeyChecking no\n")
@@ -218,6 +216,6 @@ def test_train_and_launch_take_hosts_and_ssh_config(log_root: Path, tmp_path: Pa
 
     assert len(mjdist.launch(len, "ab", gpu_ids=None, cpu_workers=2, hosts="node-a", ssh_config=config)) == 2
     assert plans[-1].hosts == ("node-a",) and plans[-1].launcher == "torchrunx" and plans[-1].world_size == 2
-    assert plans[-1].ssh_config == str(config.absolute()) and plans[-1].run_dir == ""
+    assert plans[-1].ssh_config == str(config.absolute()) and plans[-1].name == "len"
     mjdist.launch(len, "ab", gpu_ids=None)
     assert plans[-1].hosts == ("localhost",) and plans[-1].launcher == "in-process" and plans[-1].ssh_config is None

@@ -5,12 +5,13 @@ from collections.abc import Sequence
 import pytest
 
 from mjdist.launch.devices import (
+    DeviceRequest,
     DeviceSelection,
     DeviceSelectionError,
     check_gpus_exist,
-    parse_visible_devices,
     resolve_devices,
 )
+from mjdist.launch.machine import Machine, parse_visible_devices
 
 UUID_A = "GPU-8f6c1a2e-4b7d-11ee-9c3a-0242ac120002"
 UUID_B = "GPU-3f2a9b10-4b7d-11ee-9c3a-0242ac120003"
@@ -25,7 +26,8 @@ def resolve(
     device_count: int = 0,
     cpu_count: int = 8,
 ) -> DeviceSelection:
-    return resolve_devices(gpu_ids, cpu_workers, cuda_visible_devices, device_count, cpu_count)
+    request = DeviceRequest.from_flags(gpu_ids or (), cpu_workers)
+    return resolve_devices(request, Machine(cuda_visible_devices, device_count, cpu_count))
 
 
 def resolve_error(**kwargs: object) -> str:
@@ -76,7 +78,7 @@ def cpu(workers: int = 1) -> DeviceSelection:
     ],
 )
 def test_parse_visible_devices(value: str | None, device_count: int, expected: list[str]) -> None:
-    assert parse_visible_devices(value, device_count) == expected
+    assert parse_visible_devices(value, device_count) == tuple(expected)
 
 
 # --- successful resolution ----------------------------------------------------------------------
@@ -218,9 +220,33 @@ def test_selection_is_frozen() -> None:
 # --- errors ------------------------------------------------------------------------------------------------
 
 
-def test_empty_gpu_ids() -> None:
-    message = resolve_error(gpu_ids=[], device_count=2)
-    assert message == "--gpu-ids needs at least one id, or 'all', or 'None'"
+def test_no_gpu_ids_is_the_default_choice() -> None:
+    assert resolve(gpu_ids=[], device_count=2) == cuda((0,), ("0",))
+
+
+@pytest.mark.parametrize(
+    ("gpu_ids", "cpu_workers", "expected"),
+    [
+        ((), None, DeviceRequest()),
+        (None, None, DeviceRequest("cpu")),
+        (None, 4, DeviceRequest("cpu", 4)),
+        (None, "auto", DeviceRequest("cpu", "auto")),
+        ("all", None, DeviceRequest("all")),
+        (1, None, DeviceRequest((1,))),
+        ([0, 1], None, DeviceRequest((0, 1))),
+        (["0", 2], None, DeviceRequest((0, 2))),
+    ],
+)
+def test_python_values_make_the_same_request_as_the_flags(
+    gpu_ids: object, cpu_workers: object, expected: DeviceRequest
+) -> None:
+    assert DeviceRequest.from_values(gpu_ids, cpu_workers) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("gpu_ids", "message"), [(-1, "GPU id -1 is negative"), (True, "True"), (1.5, "1.5")])
+def test_bad_python_gpu_ids(gpu_ids: object, message: str) -> None:
+    with pytest.raises(DeviceSelectionError, match=message):
+        DeviceRequest.from_values(gpu_ids, None)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("token", ["-1", "-3"])
@@ -318,7 +344,7 @@ def test_gpu_id_out_of_range(
             None,
             0,
             (
-                "--gpu-ids ALL needs a GPU, but none is visible "
+                "--gpu-ids all needs a GPU, but none is visible "
                 "(CUDA_VISIBLE_DEVICES is unset; torch sees 0 CUDA devices); use --gpu-ids None for the CPU"
             ),
         ),
@@ -396,9 +422,9 @@ def test_errors_are_value_errors() -> None:
 
 
 def test_gpus_named_by_cuda_visible_devices_must_exist_before_training() -> None:
-    check_gpus_exist("0,1", device_count=2)
-    check_gpus_exist(None, device_count=0)
+    check_gpus_exist(Machine("0,1", 2, 8))
+    check_gpus_exist(Machine(None, 0, 8))
     with pytest.raises(
         DeviceSelectionError, match=r"CUDA_VISIBLE_DEVICES='2,3' names 2 GPU\(s\), but torch sees only 0"
     ):
-        check_gpus_exist("2,3", device_count=0)
+        check_gpus_exist(Machine("2,3", 0, 8))

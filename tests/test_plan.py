@@ -11,10 +11,10 @@ import pytest
 from mjdist_tasks.cartpole import BALANCE
 
 from mjdist.cli.train import main
-from mjdist.config import TrainConfig
-from mjdist.launch import selection
-from mjdist.launch.devices import resolve_devices
-from mjdist.launch.plan import make_plan
+from mjdist.launch.devices import DeviceRequest
+from mjdist.launch.machine import Machine
+from mjdist.train.config import TrainConfig
+from mjdist.train.plan import plan_training
 
 
 def dry_run(capsys: pytest.CaptureFixture[str], log_root: Path, *args: str) -> tuple[dict, str]:
@@ -27,10 +27,9 @@ def dry_run(capsys: pytest.CaptureFixture[str], log_root: Path, *args: str) -> t
 
 
 @pytest.fixture(autouse=True)
-def no_gpus_and_no_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_gpus_and_no_overrides(monkeypatch: pytest.MonkeyPatch, no_gpus: None) -> None:
     for variable in ("CUDA_VISIBLE_DEVICES", "TORCHRUNX_LOG_DIR", "OMP_NUM_THREADS"):
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr(selection, "cuda_device_count", lambda _: 0)
 
 
 def test_default_on_a_machine_without_gpus_is_one_cpu_process(capsys, log_root: Path) -> None:
@@ -136,13 +135,11 @@ def test_cpu_workers_with_gpu_ids_is_an_error(capsys, log_root: Path, monkeypatc
     assert "--cpu-workers only applies to CPU training" in capsys.readouterr().err
 
 
-def test_multi_gpu_ranks_see_the_selected_gpus_in_rank_order(log_root: Path, monkeypatch) -> None:
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+def test_multi_gpu_ranks_see_the_selected_gpus_in_rank_order(log_root: Path) -> None:
     cfg = TrainConfig(env=BALANCE.env, agent=BALANCE.agent, log_root=log_root)
-    selection = resolve_devices(["3", "1"], None, "4,5,6,7", 0, 2)
-    plan = make_plan(BALANCE.name, cfg, selection, os.environ, datetime.datetime.now())
-    assert plan.rank_visible_devices == "7,5"  # rank 0 -> cuda:0 = GPU 7, rank 1 -> cuda:1 = GPU 5
-    single = make_plan(
-        BALANCE.name, cfg, resolve_devices(["1"], None, "4,5", 0, 2), os.environ, datetime.datetime.now()
-    )
-    assert single.rank_visible_devices is None  # one process keeps the launcher's CUDA_VISIBLE_DEVICES
+    now = datetime.datetime.now()
+    plan = plan_training(BALANCE, cfg, DeviceRequest((3, 1)), Machine("4,5,6,7", 4, 2), os.environ, now)
+    assert plan.launch.rank_visible_devices == "7,5"  # rank 0 -> cuda:0 = GPU 7, rank 1 -> cuda:1 = GPU 5
+    single = plan_training(BALANCE, cfg, DeviceRequest((1,)), Machine("4,5", 2, 2), os.environ, now)
+    assert single.launch.rank_visible_devices is None  # one process keeps the launcher's CUDA_VISIBLE_DEVICES
+    assert single.launch.ranks[0].device == "cuda:1"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-# ``launch`` and ``play`` are also the names of subpackages: importing the functions here binds them over the
-# subpackages' attributes for good (``from mjdist.play.config import PlayConfig`` keeps working; string paths
+# ``launch``, ``play`` and ``train`` are also the names of subpackages: importing the functions here binds them over
+# the subpackages' attributes for good (``from mjdist.play.config import PlayConfig`` keeps working; string paths
 # such as monkeypatch.setattr("mjdist.launch.x.y", ...) do not: pass the module object instead).
 from mjdist.errors import ConfigError, MjdistError, RankFailedError, UsageError
 from mjdist.launch.function import launch
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from mjdist.launch.devices import DeviceSelectionError
     from mjdist.play.evaluation import PlaySummary
     from mjdist.rl.config import AgentConfig, ModelConfig, PpoConfig
-    from mjdist.training import TrainResult, train
+    from mjdist.train.result import TrainResult
+    from mjdist.train.run import train
 
 __all__ = [
     "AgentConfig",
@@ -46,8 +47,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    "train": "mjdist.training",
-    "TrainResult": "mjdist.training",
+    "train": "mjdist.train.run",
+    "TrainResult": "mjdist.train.result",
     "PlaySummary": "mjdist.play.evaluation",
     "CheckpointError": "mjdist.checkpoints",
     "DeviceSelectionError": "mjdist.launch.devices",

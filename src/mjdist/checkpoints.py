@@ -14,20 +14,33 @@ A checkpoint is written under a temporary name and renamed into place, so a kill
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
-import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mjdist.errors import UsageError
-from mjdist.failures import TrainingFailure
+from mjdist.atomic_files import write_bytes_atomically
+from mjdist.errors import TrainingFailure, UsageError
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read (weights-only) and checked: a complete rsl_rl checkpoint of its task."""
+
+    path: Path
+    """The file, absolute."""
+    iteration: int
+    """The iteration it was saved after, from its state (``iter``); the file name only orders a run's files."""
+    train_cfg: dict | None
+    """The rsl_rl train_cfg that built its networks (None in checkpoints that do not record it)."""
+    state: dict[str, Any]
+    """Everything it holds: networks, optimizer, normalizers, ``iter``, ``infos``."""
 
 
 class CheckpointError(UsageError):
@@ -39,69 +52,55 @@ class CheckpointWriteError(TrainingFailure):
 
 
 def write_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary name in the same directory, flushed to disk, then renamed to ``path``.
-
-    The rename is atomic, so ``path`` is either absent or complete, and earlier checkpoints are never touched.
-    """
+    """``torch.save`` to ``path`` atomically (:mod:`mjdist.atomic_files`): it is either absent or complete, and
+    earlier checkpoints are never touched."""
     import torch
 
     serialized = io.BytesIO()  # torch's zip writer turns a failed write into an opaque RuntimeError; write() doesn't
     torch.save(state, serialized)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "wb") as file:
-            file.write(serialized.getbuffer())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-        _sync_directory(path.parent)
+        write_bytes_atomically(path, serialized.getvalue())
     except OSError as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
         reason = error.strerror or type(error).__name__
         raise CheckpointWriteError(
             f"cannot write checkpoint {path}: {reason}; the earlier checkpoints in {path.parent} are intact"
         ) from error
 
 
-def _sync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a crash right after it keeps the new name)."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def checkpoint_iteration(path: Path) -> int:
-    """The iteration in ``model_<iteration>.pt``."""
+    """The iteration in the name ``model_<iteration>.pt``, which orders a run's checkpoints."""
     match = CHECKPOINT_NAME.match(path.name)
     if match is None:
         raise CheckpointError(f"{path} is not a checkpoint (expected a file named model_<iteration>.pt)")
     return int(match.group(1))
 
 
-def newest_loadable_checkpoint(run_dir: Path, task: str) -> Path:
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's ``model_<iteration>.pt`` files, by iteration (none when the directory does not exist)."""
+    if not run_dir.is_dir():
+        return []
+    return sorted((path for path in run_dir.iterdir() if CHECKPOINT_NAME.match(path.name)), key=checkpoint_iteration)
+
+
+def newest_loadable_checkpoint(run_dir: Path, task: str) -> Checkpoint:
     """The checkpoint of ``task`` with the highest iteration in ``run_dir`` that can be read; each newer one
     that cannot is named in a warning. A CheckpointError if none can."""
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
-    checkpoints = sorted(
-        (path for path in run_dir.iterdir() if CHECKPOINT_NAME.match(path.name)), key=checkpoint_iteration
-    )
+    checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise CheckpointError(f"run directory {run_dir} has no model_<iteration>.pt checkpoints")
     skipped: list[str] = []
     for path in reversed(checkpoints):
         try:
-            read_checkpoint(path, task)
+            checkpoint = read_checkpoint(path, task)
         except UnsafeCheckpointError:
             raise  # refused, never passed over for an older one: the run directory itself is not to be trusted
         except CheckpointError as error:
             log.warning("Skipping checkpoint %s: %s", path.name, error)
             skipped.append(path.name)
             continue
-        return path
+        return checkpoint
     raise CheckpointError(f"no checkpoint in {run_dir} can be used (skipped {', '.join(skipped)})")
 
 
@@ -114,14 +113,14 @@ def latest_run(experiment_dir: Path) -> Path:
     raise CheckpointError(f"no run with checkpoints under {experiment_dir}; train one first, or pass --checkpoint")
 
 
-def resolve_checkpoint(path: Path, task: str) -> Path:
-    """A checkpoint file as given, or the newest loadable checkpoint of a run directory."""
+def resolve_checkpoint(path: Path, task: str) -> Checkpoint:
+    """A checkpoint file as given, or the newest loadable checkpoint of a run directory, read."""
     if path.is_dir():
         return newest_loadable_checkpoint(path, task)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     checkpoint_iteration(path)
-    return path
+    return read_checkpoint(path, task)
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -161,7 +160,7 @@ def _last_line(error: Exception) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def read_checkpoint(path: Path, task: str) -> dict[str, Any]:
+def read_checkpoint(path: Path, task: str) -> Checkpoint:
     """Load a checkpoint on the CPU (weights-only) and check that it is a complete rsl_rl checkpoint of ``task``."""
     checkpoint = load_weights_only(path)
     if not isinstance(checkpoint, dict):
@@ -172,4 +171,6 @@ def read_checkpoint(path: Path, task: str) -> dict[str, Any]:
     trained_on = (checkpoint.get("infos") or {}).get("task")
     if trained_on != task:
         raise CheckpointError(f"checkpoint {path} was trained on task {trained_on!r}, not {task!r}")
-    return checkpoint
+    train_cfg = (checkpoint.get("infos") or {}).get("train_cfg")
+    return Checkpoint(path.absolute(), int(checkpoint["iter"]), train_cfg if isinstance(train_cfg, dict) else None,
+                      checkpoint)  # fmt: skip

@@ -6,6 +6,8 @@
   or ``CUDA_VISIBLE_DEVICES``) and ``CheckpointError`` (a checkpoint or run directory) are kinds of it.
 - :class:`RankFailedError`: a job that had started failed; it names the first rank that failed (the commands
   exit with 1).
+- :class:`TrainingFailure`: raised inside a rank when training cannot go on (a full disk, non-finite losses); its
+  one-line message is reported without a traceback, and the job fails with a RankFailedError.
 
 Ctrl-C (and SIGTERM) is a ``KeyboardInterrupt``, as everywhere in Python: training stops after the current
 iteration, which rank 0 saves, and every process of the job is ended.
@@ -33,3 +35,11 @@ class RankFailedError(MjdistError, RuntimeError):
         super().__init__(message)
         self.rank = rank
         """The global rank that failed first; None when no single rank is to blame."""
+
+
+class TrainingFailure(MjdistError, RuntimeError):
+    """Training cannot go on (a full disk, non-finite losses, a hang); the message is one line naming the cause.
+
+    Unlike a user error (exit code 2, refused before anything starts) it happens during a run, which exits 1,
+    or is restarted under ``--max-restarts``.
+    """

@@ -14,6 +14,14 @@ EXPORT_DIR = "exported"
 """Sub-directory of a run directory that holds the policies exported for use without mjdist."""
 
 
+def list_exports(run_dir: Path) -> list[Path]:
+    """The files under ``<run_dir>/exported``, by name; hidden temporary files (a write under way) are left out."""
+    export_dir = run_dir / EXPORT_DIR
+    if not export_dir.is_dir():
+        return []
+    return sorted(path for path in export_dir.rglob("*") if path.is_file() and not path.name.startswith("."))
+
+
 def run_dir_for(log_root: Path, experiment: str, run_name: str, now: datetime.datetime) -> Path:
     """``<log_root>/<experiment>/<YYYY-MM-DD_HH-MM-SS>[_<run_name>]``, absolute."""
     stamp = now.strftime("%Y-%m-%d_%H-%M-%S")

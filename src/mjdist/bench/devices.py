@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal
 
-from mjdist.launch.devices import DeviceSelection, DeviceSelectionError, cuda_device_count, resolve_devices
+from mjdist.launch.devices import DeviceRequest, DeviceSelection, DeviceSelectionError, resolve_devices
+from mjdist.launch.hosts import LOCALHOST
+from mjdist.launch.machine import Machine, read_machine
+from mjdist.launch.plan import LaunchPlan, plan_ranks
 
 
 @dataclass(frozen=True)
@@ -14,6 +16,8 @@ class BenchDevices:
     """``kind`` 'cuda' (one GPU per rank) or 'cpu' (one CPU worker process per rank, one process for one rank)."""
 
     kind: Literal["cpu", "cuda"]
+    machine: Machine
+    """This machine, read once."""
 
     @property
     def simulation_device(self) -> str:
@@ -35,8 +39,11 @@ class BenchDevices:
         """The device selection `train` makes from :meth:`train_flags` on this machine; on GPUs, ``ranks`` GPUs
         from ``first_gpu`` on (N independent single-rank runs use one GPU each)."""
         gpu_ids, workers = self._request(ranks, first_gpu)
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        return resolve_devices(gpu_ids, workers, visible, cuda_device_count(visible), len(os.sched_getaffinity(0)))
+        return resolve_devices(DeviceRequest.from_flags(gpu_ids, workers), self.machine)
+
+    def simulation_rank(self) -> LaunchPlan:
+        """The in-process rank the physics and env benchmarks run in (set up as training ranks are)."""
+        return plan_ranks("bench", self.selection(1), (LOCALHOST,), 0, {})
 
     def _request(self, ranks: int, first_gpu: int = 0) -> tuple[tuple[str, ...], str | None]:
         """(--gpu-ids, --cpu-workers) for ``ranks`` ranks."""
@@ -47,9 +54,10 @@ class BenchDevices:
 
 def bench_devices(choice: Literal["auto", "cpu", "cuda"], ranks: int) -> BenchDevices:
     """Resolve ``--device`` for up to ``ranks`` ranks; DeviceSelectionError (one line) if they do not exist."""
+    machine = read_machine()
     if choice == "auto":
-        choice = "cuda" if cuda_device_count(os.environ.get("CUDA_VISIBLE_DEVICES")) > 0 else "cpu"
-    devices = BenchDevices(choice)
+        choice = "cuda" if machine.gpu_count > 0 else "cpu"
+    devices = BenchDevices(choice, machine)
     try:
         devices.selection(ranks)
     except DeviceSelectionError as error:

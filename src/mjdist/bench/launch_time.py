@@ -18,7 +18,6 @@ process, calling that function costs microseconds, so the launch time is the ove
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import itertools
 import os
 import re
@@ -33,8 +32,8 @@ from pathlib import Path
 from mjdist.bench.config import BenchConfig, CacheState
 from mjdist.bench.devices import BenchDevices
 from mjdist.bench.records import Recorder
-from mjdist.config import TrainConfig
-from mjdist.launch.plan import make_plan
+from mjdist.launch.hosts import LOCALHOST
+from mjdist.launch.plan import plan_ranks
 from mjdist.tasks import TaskSpec
 
 FIRST_ITERATION = re.compile(r"^iter\s+1/")
@@ -136,8 +135,7 @@ def bare_launch_s(spec: TaskSpec, devices: BenchDevices, ranks: int, log_root: P
     from mjdist.bench.noop import noop
     from mjdist.launch.launcher import ENV_VARS_FOR_RANKS
 
-    plan = make_plan(spec.name, TrainConfig(env=spec.env, agent=spec.agent, log_root=log_root),
-                     devices.selection(ranks), os.environ, datetime.datetime.now())  # fmt: skip
+    plan = plan_ranks(spec.name, devices.selection(ranks), (LOCALHOST,), 0, os.environ)
     visible = plan.rank_visible_devices
     launcher = torchrunx.Launcher(
         hostnames=["localhost"],

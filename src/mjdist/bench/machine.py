@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import socket
 import subprocess
@@ -13,7 +12,7 @@ from typing import Any
 import psutil
 
 from mjdist.bench.records import Provenance
-from mjdist.launch.devices import cuda_device_count
+from mjdist.launch.machine import read_machine
 
 DISTRIBUTIONS = {
     "torch": "torch",
@@ -39,7 +38,7 @@ def machine() -> dict[str, Any]:
     return {
         "hostname": socket.gethostname(),
         "cpu_model": _cpu_model(),
-        "cpu_count": len(os.sched_getaffinity(0)),
+        "cpu_count": read_machine().usable_cores,
         "memory_gib": round(psutil.virtual_memory().total / GIB, 1),
         "gpu_model": gpu_model(),
     }
@@ -47,7 +46,7 @@ def machine() -> dict[str, Any]:
 
 def gpu_model() -> str | None:
     """Name of the first visible CUDA GPU, or None when none is visible."""
-    if cuda_device_count(os.environ.get("CUDA_VISIBLE_DEVICES")) == 0:
+    if read_machine().gpu_count == 0:
         return None
     import torch
 

@@ -7,7 +7,6 @@ of every world; rates count worlds x steps per second.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import mujoco
@@ -20,6 +19,7 @@ from mjdist.bench.config import BenchConfig
 from mjdist.bench.records import Recorder
 from mjdist.bench.timing import Timings, time_repetitions
 from mjdist.envs.config import EnvConfig
+from mjdist.launch.machine import read_machine
 from mjdist.tasks import TaskSpec
 
 ROLLOUT_STEPS_PER_CALL = 2**14
@@ -126,7 +126,7 @@ def run_physics(spec: TaskSpec, cfg: BenchConfig, device: str, record: Recorder)
 
 def rollout_threads() -> tuple[int, ...]:
     """MuJoCo C thread counts: 1, and every usable core when there is more than one."""
-    cores = len(os.sched_getaffinity(0))
+    cores = read_machine().usable_cores
     return (1, cores) if cores > 1 else (1,)
 
 

@@ -1,7 +1,8 @@
 """The train, scaling and sync benchmarks: real PPO runs through mjdist's launcher, timed by the runner itself.
 
-Each run is what ``train <task>`` does (``make_plan`` + ``train_on_ranks``: in-process for one rank, torchrunx for
-several), with ``iterations + 1`` iterations; the first iteration is warm-up and is not counted. Figures come
+Each run is what ``train <task>`` does (a plan + ``train_on_ranks``: in-process for one rank, torchrunx for
+several), with ``iterations + 1`` iterations; the first iteration is warm-up and is not counted
+(:func:`mjdist.rl.metrics.env_steps_per_s`). Figures come
 from rank 0's per-iteration timings (``RankResult.iterations``): collection, learning (returns and the PPO
 update) and, inside learning, the gradient all-reduce. One run per (rank count, repetition) serves every
 benchmark of the invocation that needs it.
@@ -29,11 +30,15 @@ from typing import Any
 from mjdist.bench.config import BenchConfig
 from mjdist.bench.devices import BenchDevices
 from mjdist.bench.records import Recorder
-from mjdist.config import TrainConfig
-from mjdist.launch.context import IterationTiming, RankResult
-from mjdist.launch.plan import LaunchPlan, make_plan
+from mjdist.launch.hosts import LOCALHOST
+from mjdist.launch.plan import plan_ranks
+from mjdist.rl.metrics import IterationTiming, env_steps_per_s
+from mjdist.runs import run_dir_for
 from mjdist.tasks import TaskSpec
-from mjdist.training import train_on_ranks
+from mjdist.train.config import TrainConfig
+from mjdist.train.plan import TrainPlan
+from mjdist.train.result import RankResult
+from mjdist.train.run import train_on_ranks
 
 WARM_UP_ITERATIONS = 1
 
@@ -47,15 +52,15 @@ class TrainingRun:
     steps_per_iteration: int
     """Environment steps one iteration collects on all ranks together: num_steps_per_env x num_envs x ranks."""
     iterations: tuple[IterationTiming, ...]
+    """Every iteration of the run, the warm-up first."""
 
     def env_steps_per_s(self) -> float:
-        """Steps collected by all ranks over the measured iterations / their collection + learning time."""
-        seconds = sum(timing.collect_s + timing.learn_s for timing in self.iterations)
-        return self.steps_per_iteration * len(self.iterations) / seconds
+        """Steps collected by all ranks per second of collection and learning, warm-up left out."""
+        return env_steps_per_s(self.iterations, self.steps_per_iteration) or 0.0
 
     def mean(self, seconds: Callable[[IterationTiming], float]) -> float:
-        """Mean over the measured iterations of ``seconds(timing)``."""
-        return statistics.fmean(seconds(timing) for timing in self.iterations)
+        """Mean over the measured iterations (warm-up left out) of ``seconds(timing)``."""
+        return statistics.fmean(seconds(timing) for timing in self.iterations[WARM_UP_ITERATIONS:])
 
 
 class TrainingRuns:
@@ -130,22 +135,25 @@ class TrainingRuns:
             futures = [pool.submit(train_on_ranks, plan, train_cfg, self.spec) for plan, train_cfg in runs]
             return [self._result(plan, future.result()[0]) for (plan, _), future in zip(runs, futures, strict=True)]
 
-    def _plan(self, ranks: int, run_name: str, first_gpu: int = 0) -> tuple[LaunchPlan, TrainConfig]:
+    def _plan(self, ranks: int, run_name: str, first_gpu: int = 0) -> tuple[TrainPlan, TrainConfig]:
         train_cfg = TrainConfig(
             env=dataclasses.replace(self.spec.env, num_envs=self.num_envs),
             agent=dataclasses.replace(self.spec.agent, max_iterations=WARM_UP_ITERATIONS + self.cfg.train.iterations),
             log_root=self.log_root,
             run_name=run_name,
         )
+        run_dir = run_dir_for(self.log_root, train_cfg.agent.experiment_name, run_name, datetime.datetime.now())
         selection = self.devices.selection(ranks, first_gpu)
-        plan = make_plan(self.spec.name, train_cfg, selection, os.environ, datetime.datetime.now())
-        return dataclasses.replace(plan, torch_threads=self.devices.torch_threads_per_rank), train_cfg
+        launch = plan_ranks(self.spec.name, selection, (LOCALHOST,), train_cfg.agent.seed, os.environ,
+                            torchrunx_log_dir=str(run_dir / "torchrunx"))  # fmt: skip
+        launch = dataclasses.replace(launch, torch_threads=self.devices.torch_threads_per_rank)
+        return TrainPlan(launch, str(run_dir)), train_cfg
 
-    def _result(self, plan: LaunchPlan, rank_zero: RankResult) -> TrainingRun:
+    def _result(self, plan: TrainPlan, rank_zero: RankResult) -> TrainingRun:
         return TrainingRun(
-            torch_threads=plan.torch_threads,
-            steps_per_iteration=self.spec.agent.num_steps_per_env * self.num_envs * plan.world_size,
-            iterations=rank_zero.iterations[WARM_UP_ITERATIONS:],
+            torch_threads=plan.launch.torch_threads,
+            steps_per_iteration=self.spec.agent.num_steps_per_env * self.num_envs * plan.launch.world_size,
+            iterations=rank_zero.iterations,
         )
 
 

@@ -14,7 +14,6 @@ from mjdist.bench.records import Recorder, read_records
 from mjdist.cli.usage import fail_usage
 from mjdist.errors import RankFailedError
 from mjdist.launch.devices import DeviceSelectionError
-from mjdist.rendering import load_triton_before_mesa
 from mjdist.tasks import registered_tasks
 
 log = logging.getLogger("mjdist.bench")
@@ -34,10 +33,12 @@ def main(argv: list[str] | None = None) -> int:
             devices = bench_devices(cfg.device, cfg.ranks)
     except (ValueError, DeviceSelectionError) as error:
         return fail_usage(PROG, str(error))
-    load_triton_before_mesa()  # before any benchmark imports mujoco, whatever MUJOCO_GL the user set
     if cfg.report:
         return _report(records, cfg)
-    return _measure(cfg, devices)
+    from mjdist.launch.bootstrap import enter_device
+
+    with enter_device(devices.simulation_rank()):  # before any benchmark imports mujoco (triton first, the device)
+        return _measure(cfg, devices)
 
 
 def _report(records: list[dict], cfg: BenchConfig) -> int:

@@ -9,6 +9,7 @@ import sys
 
 from mjdist.cli.usage import fail_usage, parse_task_command
 from mjdist.errors import UsageError
+from mjdist.launch.devices import DeviceRequest
 from mjdist.play.config import PlayConfig
 from mjdist.play.run import plan_json, plan_play, run_play
 
@@ -21,10 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point of ``play``."""
     try:
         spec, cfg = parse_task_command(PROG, argv, PlayConfig, lambda spec: PlayConfig(env=spec.play_env or spec.env))
+        request = DeviceRequest.from_flags(cfg.gpu_ids, None)
         if cfg.dry_run:
-            print(json.dumps(plan_json(spec, cfg, plan_play(spec, cfg))))
+            print(json.dumps(plan_json(spec, cfg, plan_play(spec, cfg, request))))
             return 0
-        summary = run_play(spec, cfg)
+        summary = run_play(spec, cfg, request)
     except UsageError as error:
         return fail_usage(PROG, str(error))
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""``train <task> [overrides]``: the flags become a TrainConfig, :mod:`mjdist.training` runs it, and its
+"""``train <task> [overrides]``: the flags become a TrainConfig, :mod:`mjdist.train.run` runs it, and its
 exceptions become exit codes (2: bad input, 1: training failed, 130: interrupted)."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import logging
 import sys
 
 from mjdist.cli.usage import fail_usage, parse_task_command
-from mjdist.config import TrainConfig
 from mjdist.errors import RankFailedError, UsageError
-from mjdist.training import plan_training, run_training
+from mjdist.launch.devices import DeviceRequest
+from mjdist.train.config import TrainConfig
+from mjdist.train.run import plan_run, run_training
 
 log = logging.getLogger("mjdist.train")
 
@@ -23,10 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         spec, cfg = parse_task_command(
             PROG, argv, TrainConfig, lambda spec: TrainConfig(env=spec.env, agent=spec.agent)
         )
+        request = DeviceRequest.from_flags(cfg.gpu_ids, cfg.cpu_workers)
         if cfg.dry_run:
-            print(json.dumps(plan_training(spec, cfg).to_json()))
+            print(json.dumps(plan_run(spec, cfg, request).to_json()))
             return 0
-        run_training(spec, cfg)
+        run_training(spec, cfg, request)
     except UsageError as error:
         return fail_usage(PROG, str(error))
     except KeyboardInterrupt as interrupt:

@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mjdist.launch.plan import LaunchPlan
-
 if TYPE_CHECKING:
-    from mjdist.launch.selection import GpuIds
+    from mjdist.launch.context import RankContext
+    from mjdist.launch.devices import GpuIds
 
 T = TypeVar("T")
 
@@ -70,31 +69,28 @@ def launch(
             ranks were stopped at once and no process of the launch survives.
         KeyboardInterrupt: Ctrl-C or SIGTERM; every rank was stopped.
     """
+    from mjdist.launch.devices import DeviceRequest, check_gpus_exist, resolve_devices
     from mjdist.launch.hosts import resolve_hosts
-    from mjdist.launch.plan import make_function_plan
-    from mjdist.launch.selection import cpu_worker_flag, gpu_id_flags, select_devices
+    from mjdist.launch.machine import read_machine
+    from mjdist.launch.plan import plan_ranks
 
-    selection = select_devices(gpu_id_flags(gpu_ids), cpu_worker_flag(cpu_workers))
+    request = DeviceRequest.from_values(gpu_ids, cpu_workers)
+    machine = read_machine()
+    selection = resolve_devices(request, machine)
+    if selection.kind == "cuda":
+        check_gpus_exist(machine)
     ssh_config_path = None if ssh_config is None else Path(ssh_config)
     host_names = resolve_hosts((hosts,) if isinstance(hosts, str) else tuple(hosts), ssh_config_path)
     name = getattr(fn, "__qualname__", type(fn).__name__)
-    plan = make_function_plan(name, selection, os.environ, seed, torchrunx_log_dir, host_names, ssh_config_path)
+    plan = plan_ranks(name, selection, host_names, seed, os.environ, ssh_config_path, torchrunx_log_dir)
     from mjdist.launch.launcher import run_ranks  # torch and torchrunx: only once the input was checked
 
-    return run_ranks(plan, _function_rank, plan, fn, args, kwargs)
+    return run_ranks(plan, _function_rank, fn, args, kwargs)
 
 
-def _function_rank(plan: LaunchPlan, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-    """One rank of a launch: the training ranks' device, seeds and threads, Warp's device scope, a process group."""
-    import warp as wp
-
-    from mjdist.launch.context import RankContext
-    from mjdist.launch.rank_setup import pin_rank_to_device
-
-    ctx = RankContext.from_environment(plan)
-    pin_rank_to_device(plan, ctx)
-    wp.config.log_level = wp.LOG_WARNING
-    with _process_group(ctx.device), wp.ScopedDevice(ctx.device):
+def _function_rank(ctx: RankContext, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+    """One rank of a launch, set up as training ranks are; with a process group (of one in a single process)."""
+    with _process_group(ctx.device):
         return fn(*args, **kwargs)
 
 

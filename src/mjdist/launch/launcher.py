@@ -11,7 +11,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -24,9 +24,8 @@ from mjdist.launch import heartbeat
 from mjdist.launch.log_routing import log_handlers
 from mjdist.launch.plan import LaunchPlan
 from mjdist.launch.watchdog import HangWatchdog
-from mjdist.launch.worker import first_line, pack_job, run_worker
-from mjdist.rendering import load_triton_before_mesa
-from mjdist.rl.interrupt import handling, raise_interrupt
+from mjdist.launch.worker import RankFunction, call_in_rank, first_line, pack_job, run_worker
+from mjdist.signals import handling, raise_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +60,18 @@ class Hung(Exception):
 
 def run_ranks(
     plan: LaunchPlan,
-    rank_fn: Callable[..., T],
+    rank_fn: RankFunction[T],
     *args: object,
     stopped: str = STOPPED_ON_REQUEST,
     timeout_s: float = 0.0,
 ) -> list[T]:
-    """Call ``rank_fn(*args)`` on every rank of the plan and return the values in rank order.
+    """Call ``rank_fn(ctx, *args)`` on every rank of the plan and return the values in rank order.
 
-    ``rank_fn`` reads its rank from the environment (see RankContext). A failure raises RankFailedError naming
-    the first rank that failed. The ranks start on the plan's hosts (over SSH with its ssh config, through
-    torchrunx) unless the plan is a single rank here, which runs in this process.
+    Each rank is set up first (:func:`~mjdist.launch.bootstrap.enter_device`: device, seeds, threads, Warp's
+    device scope, the plan's environment variables); ``ctx`` is its :class:`~mjdist.launch.context.RankContext`.
+    ``rank_fn`` may be an import path (``"package.module:function"``), imported in the rank after that set-up.
+    A failure raises RankFailedError naming the first rank that failed. The ranks start on the plan's hosts (over
+    SSH with its ssh config, through torchrunx) unless the plan is a single rank here, which runs in this process.
 
     Ctrl-C or SIGTERM asks the ranks to stop (SIGUSR1, a KeyboardInterrupt there),
     and raises KeyboardInterrupt(``stopped``) once they have; a second one stops them at once. No process of
@@ -78,19 +79,18 @@ def run_ranks(
     stuck ranks) once no rank has beaten (:mod:`mjdist.launch.heartbeat`) for that long.
     """
     if plan.launcher == "environment":
-        raise ValueError("a plan of one rank that torchrun started runs through mjdist.launch.rank_mode, not here")
+        raise ValueError("a plan of one rank that torchrun started runs in that rank, not through run_ranks")
     if plan.launcher == "in-process":
-        return [_run_in_process(rank_fn, args, timeout_s)]
-    return _launch_ranks(plan, rank_fn, args, stopped, timeout_s)
+        return [_run_in_process(plan, rank_fn, args, timeout_s)]
+    return _launch_ranks(plan, pack_job(rank_fn, args), stopped, timeout_s)
 
 
-def _run_in_process(rank_fn: Callable[..., T], args: tuple[object, ...], timeout_s: float) -> T:
-    load_triton_before_mesa()  # this process imports mujoco next, as the workers do (see run_worker)
+def _run_in_process(plan: LaunchPlan, rank_fn: RankFunction[T], args: tuple[object, ...], timeout_s: float) -> T:
     watchdog = HangWatchdog(1, timeout_s, lambda: _hang_main_thread(watchdog))
     heartbeat.set_in_process_sink(watchdog.record)
     try:
         with _signals_as_interrupt(), handling((HANG_SIGNAL,), _raise_hung), _watching(watchdog, timeout_s):
-            return rank_fn(*args)
+            return call_in_rank(plan, lambda: (rank_fn, args))  # type: ignore[return-value]
     except Hung as hung:
         raise RankFailedError(watchdog.cause or "hung", 0) from hung
     finally:
@@ -113,9 +113,7 @@ def _hang_main_thread(watchdog: HangWatchdog) -> None:
         os._exit(1)
 
 
-def _launch_ranks(
-    plan: LaunchPlan, rank_fn: Callable[..., T], args: tuple[object, ...], stopped: str, timeout_s: float
-) -> list[T]:
+def _launch_ranks(plan: LaunchPlan, job: bytes, stopped: str, timeout_s: float) -> list[T]:
     with (
         tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file,
         tempfile.NamedTemporaryFile(prefix="mjdist-progress-", suffix=".log") as progress_file,
@@ -127,7 +125,7 @@ def _launch_ranks(
             ssh_config_file=plan.ssh_config,
             backend=plan.backend,  # type: ignore[arg-type]
             copy_env_vars=ENV_VARS_FOR_RANKS,
-            extra_env_vars={"CUDA_VISIBLE_DEVICES": plan.rank_visible_devices} if plan.rank_visible_devices else None,
+            extra_env_vars=_rank_variables(plan) or None,
         )
         launcher.set_logging_handlers(
             partial(
@@ -144,7 +142,7 @@ def _launch_ranks(
         watchdog = HangWatchdog(plan.world_size, timeout_s, _kill_workers, Path(progress_file.name))
         try:
             with stop.on_signals(), _no_orphans(), _watching(watchdog, timeout_s):
-                result = launcher.run(run_worker, pack_job(rank_fn, *args))
+                result = launcher.run(run_worker, plan, job)
         except KeyboardInterrupt as interrupt:
             raise KeyboardInterrupt("every rank was stopped at once") from interrupt
         except Exception as error:
@@ -155,6 +153,14 @@ def _launch_ranks(
             rank, message = failure_summary(Path(failure_file.name).read_text().splitlines(), plan.world_size, error)
             raise RankFailedError(message, rank) from error
     return [result.rank(rank) for rank in range(plan.world_size)]
+
+
+def _rank_variables(plan: LaunchPlan) -> dict[str, str]:
+    """What every rank's environment gets beyond the copied variables: its GPUs and the plan's variables."""
+    variables = dict(plan.rank_environment)
+    if plan.rank_visible_devices:
+        variables["CUDA_VISIBLE_DEVICES"] = plan.rank_visible_devices
+    return variables
 
 
 def _worker_processes() -> list[psutil.Process]:

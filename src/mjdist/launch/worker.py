@@ -6,14 +6,16 @@ which may be blocked in a collective until the process-group timeout. Exiting th
 agent see a failed worker within a second and stop its siblings; the traceback is logged first, at
 CRITICAL, so the launcher shows it on its console.
 
-The job (the rank function and its arguments) travels as opaque bytes and this module imports nothing heavy,
-so the torchrunx agent, which unpickles the function, does not import torch, Warp and the task (seconds each)
-for nothing.
+The job travels as the plan and, inside it, the rank function and its arguments as opaque bytes; this module
+imports nothing heavy, so the torchrunx agent, which unpickles the job, does not import torch, Warp and the task
+(seconds each) for nothing. The worker unpickles the rank function only once the rank is set up
+(:func:`~mjdist.launch.bootstrap.enter_device`), so whatever it imports sees the rank's environment.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import os
 import signal
@@ -24,8 +26,9 @@ from typing import NoReturn, TypeVar
 
 import cloudpickle
 
-from mjdist.rendering import load_triton_before_mesa
-from mjdist.rl.interrupt import raise_interrupt
+from mjdist.launch.identity import RankIdentity
+from mjdist.launch.plan import LaunchPlan
+from mjdist.signals import raise_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +38,36 @@ INTERRUPTED_EXIT_CODE = 130
 ResultT = TypeVar("ResultT")
 
 
-def pack_job(rank_fn: Callable[..., object], *args: object) -> bytes:
+RankFunction = Callable[..., ResultT] | str
+"""A rank function, or its import path (``"package.module:function"``), which is imported in the rank once it is
+set up, so that what the module imports (mujoco reads MUJOCO_GL when imported) sees the rank's environment."""
+
+
+def pack_job(rank_fn: RankFunction, args: tuple[object, ...]) -> bytes:
     """``rank_fn`` and its arguments, for :func:`run_worker`."""
     return cloudpickle.dumps((rank_fn, args))
 
 
-def run_worker(job: bytes) -> object:
-    """Run ``rank_fn(*args)`` from the job; on any exception log it and exit the process at once."""
+def run_worker(plan: LaunchPlan, job: bytes) -> object:
+    """Set up this rank of ``plan`` and run ``rank_fn(ctx, *args)`` from the job; on any exception log it and exit
+    the process at once."""
     _die_with_parent()
+    return exit_on_failure(lambda: call_in_rank(plan, lambda: cloudpickle.loads(job)))
 
-    def call() -> object:
-        rank_fn, args = cloudpickle.loads(job)
-        return rank_fn(*args)
 
-    return exit_on_failure(call)
+def call_in_rank(
+    plan: LaunchPlan, load_job: Callable[[], tuple[RankFunction, tuple]], identity: RankIdentity | None = None
+) -> object:
+    """``rank_fn(ctx, *args)`` from ``load_job()``, called once this rank is set up on its device (see
+    :func:`~mjdist.launch.bootstrap.enter_device`), so that what the job imports sees the rank's environment."""
+    from mjdist.launch.bootstrap import enter_device
+
+    with enter_device(plan, identity) as ctx:
+        rank_fn, args = load_job()
+        if isinstance(rank_fn, str):
+            module, _, name = rank_fn.partition(":")
+            rank_fn = getattr(importlib.import_module(module), name)
+        return rank_fn(ctx, *args)
 
 
 def exit_on_failure(fn: Callable[[], ResultT]) -> ResultT:
@@ -59,9 +78,8 @@ def exit_on_failure(fn: Callable[[], ResultT]) -> ResultT:
     worker at once and stops the other ranks.
     """
     signal.signal(signal.SIGUSR1, raise_interrupt)  # the launcher's stop request, before training installs its own
-    rank = int(os.environ.get("RANK", "0"))
+    rank = RankIdentity.read().rank
     try:
-        load_triton_before_mesa()
         return fn()
     except KeyboardInterrupt:
         log.warning("rank %d interrupted", rank, extra=failure_record(rank, "interrupted", "interrupted"))
@@ -104,7 +122,7 @@ def _lost_peer(error: BaseException) -> bool:
 
 def _says_it_all(error: BaseException) -> bool:
     """A training failure whose one-line message is the whole story (no traceback needed)."""
-    from mjdist.failures import TrainingFailure
+    from mjdist.errors import TrainingFailure
 
     return isinstance(error, TrainingFailure)
 

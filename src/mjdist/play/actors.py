@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import copy
 
 import torch
+from rsl_rl.utils import resolve_class, resolve_obs_groups
 
+from mjdist.checkpoints import Checkpoint, CheckpointError
 from mjdist.envs.vec_env import RslRlVecEnv
 from mjdist.play.evaluation import Actor
-from mjdist.rl.runner import DistributedRunner
 
 
-def load_policy(vec_env: RslRlVecEnv, path: Path, train_cfg: dict, task: str, device: str) -> Actor:
-    """The deterministic policy of the checkpoint ``path``, built from the ``train_cfg`` it was trained with."""
-    runner = DistributedRunner(vec_env, train_cfg, log_dir=None, device=device, task=task)
-    runner.load_checkpoint(path, device)
-    return runner.get_inference_policy(device)
+def load_policy(vec_env: RslRlVecEnv, checkpoint: Checkpoint, device: str) -> Actor:
+    """The deterministic policy of ``checkpoint``, built as rsl_rl builds it from the train_cfg it was trained with
+    (no training runner: no critic, optimizer or rollout storage) and loaded from the state already read."""
+    train_cfg = copy.deepcopy(checkpoint.train_cfg)
+    if train_cfg is None:
+        raise CheckpointError(f"checkpoint {checkpoint.path} does not record the train_cfg that built its networks")
+    observations = vec_env.get_observations()
+    obs_groups = resolve_obs_groups(observations, train_cfg["obs_groups"], ["actor", "critic"])
+    actor_class, actor_cfg = resolve_class(train_cfg["actor"])
+    policy = actor_class(observations, obs_groups, "actor", vec_env.num_actions, **actor_cfg).to(device)
+    try:
+        policy.load_state_dict(checkpoint.state["actor_state_dict"])
+    except RuntimeError as error:  # missing keys or shapes that differ
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} does not fit this task's networks: {' '.join(lines[:2])}"
+        ) from error
+    return policy.eval()
 
 
 def baseline(agent: str, vec_env: RslRlVecEnv) -> Actor:

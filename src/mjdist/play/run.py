@@ -11,20 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mjdist.checkpoints import (
-    CheckpointError,
-    latest_run,
-    newest_loadable_checkpoint,
-    read_checkpoint,
-    resolve_checkpoint,
-)
+from mjdist.checkpoints import Checkpoint, CheckpointError, latest_run, newest_loadable_checkpoint, resolve_checkpoint
 from mjdist.envs.config import EnvConfig
 from mjdist.errors import ConfigError, UsageError
-from mjdist.launch.devices import DeviceSelectionError
-from mjdist.launch.selection import GpuIds, gpu_id_flags, select_devices
+from mjdist.launch.devices import (
+    DeviceRequest,
+    DeviceSelection,
+    DeviceSelectionError,
+    GpuIds,
+    check_gpus_exist,
+    resolve_devices,
+)
+from mjdist.launch.hosts import LOCALHOST
+from mjdist.launch.machine import read_machine
+from mjdist.launch.plan import LaunchPlan, plan_ranks
 from mjdist.overrides import resolve_config
 from mjdist.play.config import PlayConfig
-from mjdist.rendering import check_video_flags, choose_gl_backend, load_triton_before_mesa
+from mjdist.rendering import check_video_flags, choose_gl_backend
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec, get_task
 
@@ -70,7 +73,8 @@ def play(
         video: First record an mp4 of environment 0, into ``videos/play/`` next to the checkpoint (baselines:
             ``<log_root>/<experiment>/videos/play/``). Headless rendering is chosen through MUJOCO_GL, which
             mujoco reads when it is first imported: record in a process that has not imported it yet, or set
-            MUJOCO_GL (``egl``, ``osmesa``) yourself.
+            MUJOCO_GL (``egl``, ``osmesa``) yourself. The choice is set only while playing: ``os.environ`` is left
+            as it was.
         video_length: Frames to record, one per control step.
         video_width: Video width in pixels (even, at least 16).
         video_height: Video height in pixels (even, at least 16).
@@ -84,6 +88,7 @@ def play(
             nothing was written.
     """
     spec = get_task(task)
+    request = DeviceRequest.from_values(gpu_ids, None)
     cfg = PlayConfig(
         env=resolve_config(spec.play_env or spec.env, env, "env"),
         num_envs=num_envs,
@@ -93,45 +98,41 @@ def play(
         agent=agent,
         num_episodes=num_episodes,
         num_steps=num_steps,
-        gpu_ids=gpu_id_flags(gpu_ids),
         video=video,
         video_length=video_length,
         video_width=video_width,
         video_height=video_height,
         seed=seed,
     )
-    return run_play(spec, cfg)
+    return run_play(spec, cfg, request)
 
 
-def run_play(spec: TaskSpec, cfg: PlayConfig) -> PlaySummary:
+def run_play(spec: TaskSpec, cfg: PlayConfig, request: DeviceRequest) -> PlaySummary:
     """Check the request, then build the environments and the actor, roll out and summarize."""
-    plan = plan_play(spec, cfg)
+    plan = plan_play(spec, cfg, request)
     return _play(spec, cfg, plan)
 
 
 @dataclass(frozen=True)
-class PolicyCheckpoint:
-    """A checkpoint that was read and checked, and the rsl_rl train_cfg that built its networks."""
-
-    path: Path
-    iteration: int
-    train_cfg: dict
-
-
-@dataclass(frozen=True)
 class PlayPlan:
-    """A checked `play` request: the environments, the budget, the device, and the checkpoint for a policy."""
+    """A checked `play` request: the environments, the budget, the one rank that plays, and the checkpoint."""
 
     env: EnvConfig
     num_episodes: int | None
     num_steps: int | None
-    device: str
-    checkpoint: PolicyCheckpoint | None
+    rank: LaunchPlan
+    """The one in-process rank: its device, seed and environment (the rendering choice)."""
+    checkpoint: Checkpoint | None
     video: Path | None = None
     """Where the mp4 goes (None: no video)."""
 
+    @property
+    def device(self) -> str:
+        """The torch/Warp device played on."""
+        return self.rank.ranks[0].device
 
-def plan_play(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
+
+def plan_play(spec: TaskSpec, cfg: PlayConfig, request: DeviceRequest) -> PlayPlan:
     """Check every flag, pick the device and read the checkpoint; raise a one-line error for bad input."""
     if cfg.num_envs is not None and cfg.num_envs < 1:
         raise UsageError(f"--num-envs must be at least 1, got {cfg.num_envs}")
@@ -146,28 +147,26 @@ def plan_play(spec: TaskSpec, cfg: PlayConfig) -> PlayPlan:
             check_video_flags(cfg.video_length, cfg.video_width, cfg.video_height)
         except ValueError as error:
             raise UsageError(str(error)) from None
-    device = _device(cfg)
-    if cfg.video:
-        choose_gl_backend(device)  # RenderingUnavailable (a UsageError) names what to install
+    rank = _rank(cfg, request)
+    if cfg.video:  # RenderingUnavailable (a UsageError) names what to install
+        rendering = choose_gl_backend(rank.ranks[0].device, rank.rank_visible_devices)
+        rank = dataclasses.replace(rank, rank_environment=tuple(sorted(rendering.items())))
     if cfg.agent != "policy":
         if cfg.checkpoint is not None or cfg.run is not None:
             raise UsageError(f"--agent {cfg.agent} plays without a checkpoint; drop --checkpoint and --run")
         video_dir = cfg.log_root / spec.agent.experiment_name / "videos" / "play"
-        return PlayPlan(env, num_episodes, num_steps, device, None, _video_path(cfg, video_dir / f"{cfg.agent}.mp4"))
+        return PlayPlan(env, num_episodes, num_steps, rank, None, _video_path(cfg, video_dir / f"{cfg.agent}.mp4"))
     try:
-        path = _checkpoint_path(spec, cfg)
+        checkpoint = _checkpoint(spec, cfg)
     except CheckpointError as error:
         if not cfg.dry_run:
             raise
         log.warning("%s (a real run would stop here)", error)
-        return PlayPlan(env, num_episodes, num_steps, device, None)
-    checkpoint = read_checkpoint(path, spec.name)
-    train_cfg = checkpoint["infos"].get("train_cfg")
-    if not isinstance(train_cfg, dict):
-        raise CheckpointError(f"checkpoint {path} does not record the train_cfg that built its networks")
-    policy = PolicyCheckpoint(path.absolute(), checkpoint["iter"], train_cfg)
-    video = _video_path(cfg, policy.path.parent / "videos" / "play" / f"{path.stem}.mp4")
-    return PlayPlan(env, num_episodes, num_steps, device, policy, video)
+        return PlayPlan(env, num_episodes, num_steps, rank, None)
+    if checkpoint.train_cfg is None:
+        raise CheckpointError(f"checkpoint {checkpoint.path} does not record the train_cfg that built its networks")
+    video = _video_path(cfg, checkpoint.path.parent / "videos" / "play" / f"{checkpoint.path.stem}.mp4")
+    return PlayPlan(env, num_episodes, num_steps, rank, checkpoint, video)
 
 
 def plan_json(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> dict:
@@ -207,17 +206,20 @@ def _budget(cfg: PlayConfig, num_envs: int) -> tuple[int | None, int | None]:
     return (cfg.num_episodes or 2 * num_envs), None
 
 
-def _device(cfg: PlayConfig) -> str:
-    """The one torch/Warp device to play on: ``cuda:<index>`` or ``cpu``."""
-    # a dry run may plan for another machine, as train's does
-    selection = select_devices(cfg.gpu_ids, None, check_gpus=not cfg.dry_run)
+def _rank(cfg: PlayConfig, request: DeviceRequest) -> LaunchPlan:
+    """The one rank that plays, in this process: on ``cuda:<index>`` or the CPU, seeded with ``cfg.seed``."""
+    machine = read_machine()
+    selection: DeviceSelection = resolve_devices(request, machine)
+    if selection.kind == "cuda" and not cfg.dry_run:  # a dry run may plan for another machine, as train's does
+        check_gpus_exist(machine)
     if selection.world_size > 1:
-        raise DeviceSelectionError(f"play runs on one device; give one GPU id (got --gpu-ids {' '.join(cfg.gpu_ids)})")
-    return "cpu" if selection.kind == "cpu" else f"cuda:{selection.visible_indices[0]}"
+        raise DeviceSelectionError(f"play runs on one device; give one GPU id (got {request.gpu_flag})")
+    return plan_ranks("play", selection, (LOCALHOST,), cfg.seed, {})
 
 
-def _checkpoint_path(spec: TaskSpec, cfg: PlayConfig) -> Path:
-    """--checkpoint as given, the newest loadable checkpoint of --run, or that of the newest run under --log-root."""
+def _checkpoint(spec: TaskSpec, cfg: PlayConfig) -> Checkpoint:
+    """--checkpoint as given, the newest loadable checkpoint of --run, or that of the newest run under --log-root;
+    read once, here."""
     if cfg.checkpoint is not None and cfg.run is not None:
         raise UsageError("give --checkpoint or --run, not both")
     if cfg.checkpoint is not None:
@@ -229,33 +231,32 @@ def _checkpoint_path(spec: TaskSpec, cfg: PlayConfig) -> Path:
 
 def _play(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
     """Build the environments and the actor on the plan's device, roll out, and summarize."""
-    load_triton_before_mesa()  # before mujoco is imported, whatever MUJOCO_GL the user set
-    import torch
-    import warp as wp
+    from mjdist.launch.bootstrap import enter_device
 
+    with enter_device(plan.rank):  # before mujoco is imported: the rendering choice, triton first, the device
+        return _play_on_device(spec, cfg, plan)
+
+
+def _play_on_device(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
     from mjdist.envs.vec_env import RslRlVecEnv
     from mjdist.play.actors import baseline, load_policy
     from mjdist.play.evaluation import PlaySummary, rollout
 
-    wp.config.log_level = wp.LOG_WARNING
-    if plan.device.startswith("cuda"):
-        torch.cuda.set_device(plan.device)
-    with wp.ScopedDevice(plan.device):
-        vec_env = RslRlVecEnv(spec.load_env_class()(plan.env, device=plan.device, seed=cfg.seed))
-        if plan.checkpoint is None:
-            actor = baseline(cfg.agent, vec_env)
-        else:
-            actor = load_policy(vec_env, plan.checkpoint.path, plan.checkpoint.train_cfg, spec.name, plan.device)
-            log.info("Loaded checkpoint %s (iteration %d)", plan.checkpoint.path, plan.checkpoint.iteration)
-        if plan.video is not None:
-            from mjdist.play.video import VideoSpec, record_video
+    vec_env = RslRlVecEnv(spec.load_env_class()(plan.env, device=plan.device, seed=cfg.seed))
+    if plan.checkpoint is None:
+        actor = baseline(cfg.agent, vec_env)
+    else:
+        actor = load_policy(vec_env, plan.checkpoint, plan.device)
+        log.info("Loaded checkpoint %s (iteration %d)", plan.checkpoint.path, plan.checkpoint.iteration)
+    if plan.video is not None:
+        from mjdist.play.video import VideoSpec, record_video
 
-            video = VideoSpec(plan.video, cfg.video_length, cfg.video_width, cfg.video_height, spec.video_camera)
-            record_video(vec_env, actor, video)
-            vec_env.env.reset()  # the evaluation starts from fresh episodes
-        budget = f"{plan.num_episodes} episodes" if plan.num_steps is None else f"{plan.num_steps} steps"
-        log.info("Playing %s (%s) on %s: %d envs, %s", spec.name, cfg.agent, plan.device, plan.env.num_envs, budget)
-        episodes = rollout(vec_env, actor, plan.num_episodes, plan.num_steps)
+        video = VideoSpec(plan.video, cfg.video_length, cfg.video_width, cfg.video_height, spec.video_camera)
+        record_video(vec_env, actor, video)
+        vec_env.env.reset()  # the evaluation starts from fresh episodes
+    budget = f"{plan.num_episodes} episodes" if plan.num_steps is None else f"{plan.num_steps} steps"
+    log.info("Playing %s (%s) on %s: %d envs, %s", spec.name, cfg.agent, plan.device, plan.env.num_envs, budget)
+    episodes = rollout(vec_env, actor, plan.num_episodes, plan.num_steps)
     checkpoint = None if plan.checkpoint is None else str(plan.checkpoint.path)
     video_path = None if plan.video is None else str(plan.video)
     return PlaySummary.of(episodes, spec.name, cfg.agent, checkpoint, plan.env.num_envs, video_path)

@@ -7,6 +7,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+PPO_CLASS_NAME = "mjdist.rl.ppo:DistributedPPO"
+"""The algorithm rsl_rl builds (``train_cfg["algorithm"]["class_name"]``): its PPO, extended through that seam."""
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -113,7 +116,7 @@ class AgentConfig:
                 "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": self.init_noise_std},
             },
             "critic": {"class_name": "MLPModel", **_model_kwargs(self.critic)},
-            "algorithm": {"class_name": "PPO", **dataclasses.asdict(self.algorithm)},
+            "algorithm": {"class_name": PPO_CLASS_NAME, **dataclasses.asdict(self.algorithm)},
             "logger": _logger_cfg(self),
         }
 

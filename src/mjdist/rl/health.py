@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from mjdist.failures import TrainingFailure
+from mjdist.errors import TrainingFailure
 
 log = logging.getLogger(__name__)
 

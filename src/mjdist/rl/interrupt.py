@@ -9,25 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Callable, Iterator
+
+from mjdist.signals import handling
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
-
-
-@contextlib.contextmanager
-def handling(signals: tuple[signal.Signals, ...], handler: Callable[[int, object], None]) -> Iterator[None]:
-    """Route ``signals`` to ``handler`` for the duration of the block, then restore the previous handlers."""
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def raise_interrupt(signum: int, frame: object) -> None:
-    """A signal handler that turns the signal into KeyboardInterrupt, so the usual clean-up runs."""
-    raise KeyboardInterrupt
 
 
 class TrainingInterrupted(Exception):

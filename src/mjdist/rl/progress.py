@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from rsl_rl.utils.logger import Logger
 
+from mjdist.rl.metrics import IterationTiming, env_steps_per_s
+
 log = logging.getLogger(__name__)
 
 
@@ -63,6 +65,7 @@ class ProgressLogger(Logger):
 
     def _progress_line(self, it: int, start_it: int, total_it: int, collect_time: float, learn_time: float) -> None:
         steps_per_iteration = self.cfg["num_steps_per_env"] * self.num_envs * self.gpu_world_size
+        steps_per_s = env_steps_per_s((IterationTiming(collect_time, learn_time, 0.0),), steps_per_iteration) or 0.0
         done = it + 1 - start_it
         eta = datetime.timedelta(seconds=round(self.tot_time / done * (total_it - start_it - done)))
         reward = f"{statistics.mean(self.rewbuffer):8.2f}" if self.rewbuffer else "     n/a"
@@ -70,7 +73,7 @@ class ProgressLogger(Logger):
         log.info(
             "iter %*d/%d | %9s env-steps/s (%s) | reward %s | ep len %s | %.2f s/iter | ETA %s",
             len(str(total_it)), it + 1, total_it,
-            f"{steps_per_iteration / (collect_time + learn_time):,.0f}", self._envs_per_step(),
+            f"{steps_per_s:,.0f}", self._envs_per_step(),
             reward, length, collect_time + learn_time, eta,
         )  # fmt: skip
 

@@ -7,7 +7,6 @@ import io
 import logging
 import os
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,14 +17,14 @@ from rsl_rl.runners import OnPolicyRunner
 from torch.utils.tensorboard import SummaryWriter
 
 from mjdist.checkpoints import CheckpointError, load_weights_only, write_checkpoint
-from mjdist.exports import OnnxExporter, checkpoint_onnx_path, onnx_metadata
-from mjdist.launch.context import IterationTiming
-from mjdist.launch.heartbeat import beat
+from mjdist.rl.config import PPO_CLASS_NAME
+from mjdist.rl.exports import OnnxExporter, checkpoint_onnx_path, onnx_metadata
 from mjdist.rl.health import IterationHealth, NonFiniteTrainingError, non_finite_parameters
 from mjdist.rl.interrupt import StopRequest, TrainingInterrupted
+from mjdist.rl.metrics import IterationTiming, TrainingMetrics, env_steps_per_s
 from mjdist.rl.normalization import gather_normalizer_statistics
+from mjdist.rl.ppo import DistributedPPO
 from mjdist.rl.progress import ProgressLogger
-from mjdist.run_summary import TrainingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +40,32 @@ class DistributedRunner(OnPolicyRunner):
     ``iteration_timings`` records where each iteration's time went (collection, learning, gradient all-reduce).
     Once per iteration the ranks also agree, in one all-reduce, on whether to stop, whether any loss or parameter
     is non-finite, and how many worlds were reset for diverging physics (:mod:`mjdist.rl.health`).
+
+    ``on_stage(stage)`` hears how far this rank got ('started training', 'collected iteration N', 'finished
+    iteration N'); the launcher's hang watchdog listens there. The algorithm is rsl_rl's PPO extended through its
+    ``class_name`` seam (:class:`~mjdist.rl.ppo.DistributedPPO`). rsl_rl has no such seam for its logger, so the
+    runner replaces it once after construction with :class:`~mjdist.rl.progress.ProgressLogger`, the one place
+    mjdist reaches into rsl_rl's objects.
     """
 
-    def __init__(self, env: VecEnv, train_cfg: dict, log_dir: str | None, device: str, task: str) -> None:
+    def __init__(
+        self,
+        env: VecEnv,
+        train_cfg: dict,
+        log_dir: str | None,
+        device: str,
+        task: str,
+        local_rank: int = 0,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> None:
         self.task = task
+        self.local_rank = local_rank
+        self.on_stage = on_stage or _ignore_stage
         self._onnx = OnnxExporter()
         with contextlib.redirect_stdout(_DebugLog()):
             super().__init__(env, train_cfg, log_dir=log_dir, device=device)
+        if not isinstance(self.alg, DistributedPPO):
+            raise TypeError(f"train_cfg's algorithm must be {PPO_CLASS_NAME}, got {type(self.alg).__name__}")
         gather_normalizer_statistics(self.alg.actor, self.alg.critic)
         self.logger = ProgressLogger(
             log_dir=log_dir,
@@ -65,15 +83,9 @@ class DistributedRunner(OnPolicyRunner):
         self._start_iteration = 0
         self.iteration_hooks: list[Callable[[int], None]] = []
         """Called with the iteration's number once it is complete and logged, on this rank (before a stop)."""
-        self._sync_s = 0.0
-        self._sync_events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
-        self._reduce_parameters = self.alg.reduce_parameters
-        self.alg.reduce_parameters = self._timed_reduce_parameters  # type: ignore[method-assign]
         self.health = IterationHealth()
-        self._broadcast_parameters = self.alg.broadcast_parameters
-        self.alg.broadcast_parameters = self._broadcast_and_start  # type: ignore[method-assign]
-        self._update = self.alg.update
-        self.alg.update = self._recorded_update  # type: ignore[method-assign]
+        self.alg.after_broadcast = lambda: self.on_stage("started training")
+        self.alg.update_guard = self._guarded_update
 
     def learn(self, num_learning_iterations: int, init_at_random_ep_len: bool = False) -> None:
         """rsl_rl's loop; its console prints (model summaries, per-iteration blocks) go to the debug log."""
@@ -81,7 +93,7 @@ class DistributedRunner(OnPolicyRunner):
             with contextlib.redirect_stdout(_DebugLog()), self.stop_request.installed():
                 self._start_iteration = self.current_learning_iteration
                 if not self.is_distributed:  # rsl_rl broadcasts (and so starts) only with several ranks
-                    beat(self.gpu_global_rank, "started training")
+                    self.on_stage("started training")
                 super().learn(num_learning_iterations, init_at_random_ep_len)
         except TrainingInterrupted as stop:
             if self.logger.writer is not None:  # rank 0
@@ -93,31 +105,12 @@ class DistributedRunner(OnPolicyRunner):
             if isinstance(self.logger.writer, SummaryWriter):
                 self.logger.writer.close()  # rsl_rl leaves TensorBoard's writer open; close it to flush the events
 
-    def _timed_reduce_parameters(self) -> None:
-        """rsl_rl's gradient all-reduce (called after every mini-batch), timed: on a GPU with CUDA events (NCCL
-        returns before the all-reduce has run, so host time would be about 0), read once per iteration."""
-        if self.device.startswith("cuda"):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            self._reduce_parameters()
-            end.record()
-            self._sync_events.append((start, end))
-            return
-        start_s = time.perf_counter()
-        self._reduce_parameters()
-        self._sync_s += time.perf_counter() - start_s
-
-    def _broadcast_and_start(self) -> None:
-        """rsl_rl's start-of-training broadcast: once it returns, every rank has built its environment."""
-        self._broadcast_parameters()
-        beat(self.gpu_global_rank, "started training")
-
-    def _recorded_update(self) -> dict[str, float]:
+    def _guarded_update(self, update: Callable[[], dict[str, float]]) -> dict[str, float]:
         """rsl_rl's PPO update; its mean losses are kept for the end-of-iteration check."""
         iteration = self._start_iteration + len(self.iteration_timings)
-        beat(self.gpu_global_rank, f"collected iteration {iteration + 1}")
+        self.on_stage(f"collected iteration {iteration + 1}")
         try:
-            self.health.losses = self._update()
+            self.health.losses = update()
         except RuntimeError as error:  # e.g. torch's Normal refusing a NaN std, mid-update
             if not non_finite_parameters(self.alg.actor, self.alg.critic).item():
                 raise
@@ -127,27 +120,21 @@ class DistributedRunner(OnPolicyRunner):
         return self.health.losses
 
     def _end_iteration(self, iteration: int, collect_time: float, learn_time: float) -> None:
-        if self._sync_events:
-            self._sync_events[-1][1].synchronize()
-            self._sync_s += sum(start.elapsed_time(end) for start, end in self._sync_events) / 1000
-            self._sync_events.clear()
-        self.iteration_timings.append(IterationTiming(collect_time, learn_time, self._sync_s))
-        self._sync_s = 0.0
+        self.iteration_timings.append(IterationTiming(collect_time, learn_time, self.alg.take_sync_seconds()))
         for hook in self.iteration_hooks:
             hook(iteration)
         self._check_iteration(iteration)
-        beat(self.gpu_global_rank, f"finished iteration {iteration + 1}")
+        self.on_stage(f"finished iteration {iteration + 1}")
 
     def metrics(self) -> TrainingMetrics:
-        """Iterations completed by this runner, env-steps/s of all ranks over them, and the mean return and length
-        of the last 100 episodes (tracked on rank 0 only)."""
+        """Iterations completed by this runner, env-steps/s of all ranks over them (:func:`env_steps_per_s`), and the
+        mean return and length of the last 100 episodes (tracked on rank 0 only)."""
         timings = self.iteration_timings
-        seconds = sum(timing.collect_s + timing.learn_s for timing in timings)
-        steps = self.cfg["num_steps_per_env"] * self.env.num_envs * self.gpu_world_size * len(timings)
+        steps_per_iteration = self.cfg["num_steps_per_env"] * self.env.num_envs * self.gpu_world_size
         rewards, lengths = self.logger.rewbuffer, self.logger.lenbuffer
         return TrainingMetrics(
             iterations=len(timings),
-            env_steps_per_s=steps / seconds if seconds > 0 else None,
+            env_steps_per_s=env_steps_per_s(timings, steps_per_iteration),
             mean_reward=statistics.mean(rewards) if rewards else None,
             mean_episode_length=statistics.mean(lengths) if lengths else None,
         )
@@ -219,12 +206,16 @@ class DistributedRunner(OnPolicyRunner):
             return
         self.gpu_world_size = dist.get_world_size()
         self.gpu_global_rank = dist.get_rank()
-        self.gpu_local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.gpu_local_rank = self.local_rank
         self.cfg["multi_gpu"] = {
             "global_rank": self.gpu_global_rank,
             "local_rank": self.gpu_local_rank,
             "world_size": self.gpu_world_size,
         }
+
+
+def _ignore_stage(stage: str) -> None:
+    return None
 
 
 class _DebugLog(io.TextIOBase):

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mjdist.checkpoints import CheckpointError, newest_loadable_checkpoint
+from mjdist.checkpoints import Checkpoint, CheckpointError, newest_loadable_checkpoint
 
 AUTO = Path("auto")
 """``--resume auto``."""
@@ -22,8 +22,8 @@ class Continuation:
 
     run_dir: Path | None
     """Its existing directory (None: no run of that name yet, a new one is made)."""
-    resume_from: Path | None
-    """Its newest loadable checkpoint (None: it starts from scratch)."""
+    resume_from: Checkpoint | None
+    """Its newest loadable checkpoint, read (None: it starts from scratch)."""
 
 
 def find_continuation(experiment_dir: Path, run_name: str, task: str) -> Continuation:

@@ -1,4 +1,5 @@
-"""What every rank does: set itself up from the plan, build its simulation and runner, train."""
+"""What every training rank does, once the launcher set it up on its device: build its simulation and runner,
+continue from the plan's checkpoint, train, and report (rank 0 also writes the run)."""
 
 from __future__ import annotations
 
@@ -14,54 +15,55 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import warp as wp
 
-from mjdist.checkpoints import checkpoint_iteration
-from mjdist.config import TrainConfig
 from mjdist.envs.core import MjWarpEnv
 from mjdist.envs.vec_env import RslRlVecEnv
-from mjdist.exports import export_final_policy
-from mjdist.launch.context import RankContext, RankResult
-from mjdist.launch.kernel_cache import built_marker, mark_built
-from mjdist.launch.plan import LaunchPlan
-from mjdist.launch.rank_setup import pin_rank_to_device
+from mjdist.launch.context import RankContext
+from mjdist.launch.heartbeat import beat
 from mjdist.launch.worker import first_line
+from mjdist.rl.exports import export_final_policy
 from mjdist.rl.runner import DistributedRunner
-from mjdist.run_summary import write_progress
 from mjdist.runs import write_params
 from mjdist.tasks import TaskSpec
+from mjdist.train.config import TrainConfig
+from mjdist.train.kernel_cache import built_marker, mark_built
+from mjdist.train.plan import TrainPlan
+from mjdist.train.restarts import next_iteration
+from mjdist.train.result import RankResult
+from mjdist.train.summary import write_progress
 
 log = logging.getLogger(__name__)
 
 
-def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult:
-    """Train on this rank's device; rank 0 writes the run directory."""
-    ctx = RankContext.from_environment(plan)
-    pin_rank_to_device(plan, ctx)
-    wp.config.log_level = wp.LOG_WARNING
+def train_rank(ctx: RankContext, plan: TrainPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult:
+    """Train on this rank's device (the launcher's :func:`~mjdist.launch.bootstrap.enter_device` set it up); rank 0
+    writes the run directory."""
     if ctx.is_main and cfg.agent.logger == "wandb":
         os.environ.setdefault("WANDB_DIR", plan.run_dir)  # wandb's files live in the run, not in the cwd
-    with wp.ScopedDevice(ctx.device):
-        env = build_env(spec, cfg, ctx)
-        runner = DistributedRunner(
-            RslRlVecEnv(env),
-            cfg.agent.to_rsl_rl(cfg.run_name),
-            log_dir=plan.run_dir if ctx.is_main else None,
-            device=ctx.device,
-            task=plan.task,
-        )
-        if plan.resume_from is not None:
-            resume(runner, Path(plan.resume_from), ctx.device)
-        if ctx.is_main:
-            write_params(plan.run_dir_path, {"env": cfg.env, "agent": cfg.agent, "launch": plan.to_json()})
-            started = time.monotonic()
-            runner.iteration_hooks.append(lambda _: write_progress(plan, runner.metrics(), time.monotonic() - started))
-            if cfg.video:
-                runner.iteration_hooks.append(training_clips(runner, spec, cfg, ctx.seed))
-        runner.learn(iterations_to_run(plan, cfg, runner.current_learning_iteration))
-        if ctx.is_main:
-            final_checkpoint = plan.run_dir_path / f"model_{runner.current_learning_iteration}.pt"
-            export_final_policy(runner.alg.get_policy(), plan.run_dir_path, final_checkpoint)
+    env = build_env(spec, cfg, ctx)
+    runner = DistributedRunner(
+        RslRlVecEnv(env),
+        cfg.agent.to_rsl_rl(cfg.run_name),
+        log_dir=plan.run_dir if ctx.is_main else None,
+        device=ctx.device,
+        task=plan.task,
+        on_stage=lambda stage: beat(ctx.rank, stage),
+    )
+    if plan.resume_from is not None:
+        runner.load_checkpoint(Path(plan.resume_from), ctx.device)
+        runner.current_learning_iteration += 1  # the next iteration is numbered after the checkpoint's
+    iterations = iterations_to_run(plan, cfg)
+    if ctx.is_main:
+        write_params(plan.run_dir_path, {"env": cfg.env, "agent": cfg.agent, "launch": plan.to_json()})
+        started = time.monotonic()
+        runner.iteration_hooks.append(lambda _: write_progress(plan, runner.metrics(), time.monotonic() - started))
+        if cfg.video:
+            last_iteration = runner.current_learning_iteration + iterations - 1
+            runner.iteration_hooks.append(training_clips(runner, spec, cfg, ctx.seed, last_iteration))
+    runner.learn(iterations)
+    if ctx.is_main:
+        final_checkpoint = plan.run_dir_path / f"model_{runner.current_learning_iteration}.pt"
+        export_final_policy(runner.alg.get_policy(), plan.run_dir_path, final_checkpoint)
     return RankResult(
         rank=ctx.rank,
         parameter_digest=network_digest(runner.alg.actor, runner.alg.critic),
@@ -72,12 +74,14 @@ def train_rank(plan: LaunchPlan, cfg: TrainConfig, spec: TaskSpec) -> RankResult
     )
 
 
-def training_clips(runner: DistributedRunner, spec: TaskSpec, cfg: TrainConfig, seed: int) -> Callable[[int], None]:
-    """Rank 0's ``--video`` recorder, as an iteration hook (imports the renderer only when asked to)."""
+def training_clips(
+    runner: DistributedRunner, spec: TaskSpec, cfg: TrainConfig, seed: int, last_iteration: int
+) -> Callable[[int], None]:
+    """Rank 0's ``--video`` recorder, as an iteration hook (imports the renderer only when asked to); the clip
+    schedule ends at ``last_iteration``, the last this rank will train."""
     from mjdist.play.video import VideoSpec
-    from mjdist.train_video import ClipSchedule, TrainingClips
+    from mjdist.train.clips import ClipSchedule, TrainingClips
 
-    last_iteration = runner.current_learning_iteration + cfg.agent.max_iterations - 1
     frames = VideoSpec(Path(), cfg.video_length, cfg.video_width, cfg.video_height, spec.video_camera)
     return TrainingClips(runner, spec, ClipSchedule(cfg.video_interval, last_iteration), frames, seed)
 
@@ -128,17 +132,11 @@ def kernels_built_signal(wait_s: float) -> tuple[dist.Store, str]:
     return store, f"mjdist/kernels-built/{socket.gethostname()}/{attempt}"
 
 
-def resume(runner: DistributedRunner, checkpoint: Path, device: str) -> None:
-    """Load everything the checkpoint holds; the next iteration is numbered after the checkpoint's."""
-    runner.load_checkpoint(checkpoint, device)
-    runner.current_learning_iteration = checkpoint_iteration(checkpoint) + 1
-
-
-def iterations_to_run(plan: LaunchPlan, cfg: TrainConfig, next_iteration: int) -> int:
+def iterations_to_run(plan: TrainPlan, cfg: TrainConfig) -> int:
     """--agent.max-iterations from the start point, or what is left to the plan's end iteration."""
     if plan.end_iteration is None:
         return cfg.agent.max_iterations
-    return max(plan.end_iteration - next_iteration, 0)
+    return max(plan.end_iteration - next_iteration(plan), 0)
 
 
 def network_digest(actor: torch.nn.Module, critic: torch.nn.Module) -> str:

@@ -14,12 +14,12 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from mjdist.checkpoints import CheckpointError, checkpoint_iteration, newest_loadable_checkpoint
-from mjdist.config import TrainConfig
+from mjdist.checkpoints import CheckpointError, newest_loadable_checkpoint
 from mjdist.errors import RankFailedError
-from mjdist.launch.context import RankResult
-from mjdist.launch.plan import LaunchPlan
 from mjdist.tasks import TaskSpec
+from mjdist.train.config import TrainConfig
+from mjdist.train.plan import TrainPlan
+from mjdist.train.result import RankResult
 
 log = logging.getLogger(__name__)
 
@@ -27,27 +27,29 @@ RESTARTS_FILE = "restarts.jsonl"
 """One JSON object per restart: restart, max_restarts, time, cause, resumed_from, next_iteration."""
 
 
-def with_end_iteration(plan: LaunchPlan, max_iterations: int) -> LaunchPlan:
+def next_iteration(plan: TrainPlan) -> int:
+    """The iteration training starts at: the one after the checkpoint's, or 0."""
+    return plan.resume_iteration + 1 if plan.resume_iteration is not None else 0
+
+
+def with_end_iteration(plan: TrainPlan, max_iterations: int) -> TrainPlan:
     """The plan with its end iteration fixed, so that a restart trains only what is left."""
     if plan.end_iteration is not None:
         return plan
-    start = checkpoint_iteration(Path(plan.resume_from)) + 1 if plan.resume_from is not None else 0
-    return dataclasses.replace(plan, end_iteration=start + max_iterations)
+    return dataclasses.replace(plan, end_iteration=next_iteration(plan) + max_iterations)
 
 
 def train_with_restarts(
-    plan: LaunchPlan,
+    plan: TrainPlan,
     cfg: TrainConfig,
     spec: TaskSpec,
-    run: Callable[[LaunchPlan, TrainConfig, TaskSpec], list[RankResult]] | None = None,
+    run: Callable[[TrainPlan, TrainConfig, TaskSpec], list[RankResult]],
 ) -> list[RankResult]:
-    """``run`` the plan (default: :func:`mjdist.training.train_on_ranks`); after a RankFailedError (an interrupt
-    is a KeyboardInterrupt and ends it), run it again from the run's newest loadable checkpoint, up to
-    ``cfg.max_restarts`` times. The last failure, if any, is raised with the restart count."""
-    if run is None:
-        from mjdist.training import train_on_ranks as run
+    """``run`` the plan; after a RankFailedError (an interrupt is a KeyboardInterrupt and ends it), run it again
+    from the run's newest loadable checkpoint, up to ``cfg.max_restarts`` times. The last failure, if any, is raised
+    with the restart count."""
     plan = with_end_iteration(plan, cfg.agent.max_iterations)
-    initial_checkpoint = plan.resume_from
+    initial = plan
     for restart in range(cfg.max_restarts + 1):
         try:
             return run(plan, cfg, spec)
@@ -56,25 +58,24 @@ def train_with_restarts(
                 if restart:
                     raise RankFailedError(f"{failure} (after {restart} restart(s))", failure.rank) from failure
                 raise
-            plan = _restart_plan(plan, spec, initial_checkpoint)
+            plan = _restart_plan(plan, spec, initial)
             _record(plan, restart + 1, cfg.max_restarts, str(failure))
     raise AssertionError("unreachable")
 
 
-def _restart_plan(plan: LaunchPlan, spec: TaskSpec, initial_checkpoint: str | None) -> LaunchPlan:
+def _restart_plan(plan: TrainPlan, spec: TaskSpec, initial: TrainPlan) -> TrainPlan:
     try:
-        resume_from: str | None = str(newest_loadable_checkpoint(plan.run_dir_path, spec.name))
+        checkpoint = newest_loadable_checkpoint(plan.run_dir_path, spec.name)
     except CheckpointError:  # failed before its first checkpoint: start again where it started
-        resume_from = initial_checkpoint
-    return dataclasses.replace(plan, resume_from=resume_from)
+        return dataclasses.replace(plan, resume_from=initial.resume_from, resume_iteration=initial.resume_iteration)
+    return dataclasses.replace(plan, resume_from=str(checkpoint.path), resume_iteration=checkpoint.iteration)
 
 
-def _record(plan: LaunchPlan, restart: int, max_restarts: int, cause: str) -> None:
-    next_iteration = checkpoint_iteration(Path(plan.resume_from)) + 1 if plan.resume_from is not None else 0
+def _record(plan: TrainPlan, restart: int, max_restarts: int, cause: str) -> None:
     start = f"from {Path(plan.resume_from).name}" if plan.resume_from is not None else "from scratch"
     log.warning(
         "Restart %d/%d after: %s; continuing %s at iteration %d of %s",
-        restart, max_restarts, cause, start, next_iteration + 1, plan.end_iteration,
+        restart, max_restarts, cause, start, next_iteration(plan) + 1, plan.end_iteration,
     )  # fmt: skip
     record = {
         "restart": restart,
@@ -82,7 +83,7 @@ def _record(plan: LaunchPlan, restart: int, max_restarts: int, cause: str) -> No
         "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cause": cause,
         "resumed_from": plan.resume_from,
-        "next_iteration": next_iteration,
+        "next_iteration": next_iteration(plan),
     }
     plan.run_dir_path.mkdir(parents=True, exist_ok=True)
     with open(plan.run_dir_path / RESTARTS_FILE, "a") as restarts:
