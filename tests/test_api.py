@@ -18,7 +18,6 @@ import yaml
 from conftest import HELPERS, REPO, subprocess_env
 
 import mjdist
-from mjdist.launch import selection
 from mjdist.rl.config import AgentConfig
 
 TASK = "cartpole-balance"
@@ -47,9 +46,8 @@ def test_task_defaults_are_frozen_configs_to_replace() -> None:
 
 
 @pytest.fixture
-def no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_gpu(monkeypatch: pytest.MonkeyPatch, no_gpus: None) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(selection, "cuda_device_count", lambda _: 0)
 
 
 def _file_in_the_way(root: Path) -> Path:

@@ -21,9 +21,11 @@ from mjdist.bench.devices import BenchDevices
 from mjdist.bench.machine import DISTRIBUTIONS, provenance
 from mjdist.bench.records import Provenance, Recorder, append_record, make_record
 from mjdist.cli.bench import main
+from mjdist.launch.machine import Machine
 from mjdist.tasks import registered_tasks
 
 BENCH = Path(sys.executable).with_name("bench")
+CPU = BenchDevices("cpu", Machine(None, 0, 2))
 TASK = "cartpole-balance"
 TINY = ("--repetitions", "1", "--results")
 
@@ -150,7 +152,7 @@ def test_launch_gives_each_cold_run_a_new_cache_and_warm_runs_a_filled_one(
     results = tmp_path / "results.jsonl"
     cfg = BenchConfig(ranks=2, repetitions=2, results=results, launch=LaunchConfig(caches=("cold", "warm")))
     spec = registered_tasks()[TASK]
-    launch_time.run_launch(spec, cfg, BenchDevices("cpu"), tmp_path / "runs", Recorder(results, TASK, provenance()))
+    launch_time.run_launch(spec, cfg, CPU, tmp_path / "runs", Recorder(results, TASK, provenance()))
 
     ranks = [("--cpu-workers" in command) + 1 for command, _ in runs]
     assert ranks == [1, 1, 1, 1, 2, 2, 2, 2]
@@ -166,7 +168,11 @@ def test_launch_gives_each_cold_run_a_new_cache_and_warm_runs_a_filled_one(
     runs.clear()
     warm_only = dataclasses.replace(cfg, ranks=1, repetitions=1, launch=LaunchConfig(caches=("warm",)))
     launch_time.run_launch(
-        spec, warm_only, BenchDevices("cpu"), tmp_path / "runs", Recorder(results, TASK, provenance())
+        spec,
+        warm_only,
+        CPU,
+        tmp_path / "runs",
+        Recorder(results, TASK, provenance()),
     )
     assert len(runs) == 2 and runs[0][1] == runs[1][1]  # one unmeasured run fills the cache, then the measured one
 
@@ -277,12 +283,10 @@ def test_cuda_without_a_gpu_is_one_line(
 
 
 def test_independent_runs_on_gpus_take_one_gpu_each(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
-    monkeypatch.setattr("mjdist.bench.devices.cuda_device_count", lambda visible: 8)
-    gpus = BenchDevices("cuda")
+    gpus = BenchDevices("cuda", Machine("4,6", 2, 8))
     assert gpus.selection(2).physical_gpus == ("4", "6")
     assert [gpus.selection(1, first_gpu=index).physical_gpus for index in (0, 1)] == [("4",), ("6",)]
-    assert BenchDevices("cpu").selection(1, first_gpu=1).kind == "cpu"
+    assert BenchDevices("cpu", Machine("4,6", 2, 8)).selection(1, first_gpu=1).kind == "cpu"
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,9 @@ from mjdist.checkpoints import CheckpointError, read_checkpoint
 from mjdist.cli import play as play_cli
 from mjdist.cli import train as train_cli
 from mjdist.envs.vec_env import RslRlVecEnv
-from mjdist.launch.rank import network_digest, resume
 from mjdist.rl.runner import DistributedRunner
 from mjdist.tasks import TaskSpec, registered_tasks
+from mjdist.train.rank import network_digest
 
 TASKS = registered_tasks()
 
@@ -97,7 +97,7 @@ def test_the_runners_own_load_is_weights_only(crafted: tuple[Path, Path]) -> Non
     with pytest.raises(CheckpointError, match=re.escape(REFUSAL)):
         runner.load(str(run_dir / "model_4.pt"))
     with pytest.raises(CheckpointError, match=re.escape(REFUSAL)):
-        resume(runner, run_dir / "model_4.pt", "cpu")
+        runner.load_checkpoint(run_dir / "model_4.pt", "cpu")
     assert not marker.exists()
 
 
@@ -119,9 +119,9 @@ def test_real_checkpoints_of_every_task_load_weights_only(task: str, tmp_path: P
     saved.current_learning_iteration = 7
     saved.save(str(tmp_path / "model_7.pt"))
     checkpoint = read_checkpoint(tmp_path / "model_7.pt", task)
-    assert checkpoint["infos"]["train_cfg"] == saved.cfg
+    assert checkpoint.train_cfg == saved.cfg and checkpoint.iteration == 7
     torch.manual_seed(1)  # the second runner starts from other weights
     loaded = _runner(TASKS[task])
-    resume(loaded, tmp_path / "model_7.pt", "cpu")
+    loaded.load_checkpoint(tmp_path / "model_7.pt", "cpu")
     assert network_digest(loaded.alg.actor, loaded.alg.critic) == network_digest(saved.alg.actor, saved.alg.critic)
-    assert loaded.current_learning_iteration == 8
+    assert loaded.current_learning_iteration == 7

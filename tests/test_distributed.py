@@ -54,7 +54,7 @@ def test_train_command_with_cpu_workers(log_root: Path) -> None:
 def test_the_parameter_digest_covers_actor_and_critic(network: str) -> None:
     import torch
 
-    from mjdist.launch.rank import network_digest
+    from mjdist.train.rank import network_digest
 
     def model() -> torch.nn.Module:
         return torch.nn.Sequential(torch.nn.Linear(3, 2))  # same key names in both networks, as in rsl_rl
@@ -73,7 +73,7 @@ def cartpole_marker(**env: object) -> Path:
     import warp as wp
     from mjdist_tasks.cartpole import BALANCE
 
-    from mjdist.launch.kernel_cache import built_marker
+    from mjdist.train.kernel_cache import built_marker
 
     wp.init()
     return built_marker("faulty-cartpole", dataclasses.replace(BALANCE.env, **env), "cpu")  # helpers/faulty_task

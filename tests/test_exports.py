@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mjdist.envs.vec_env import RslRlVecEnv
-from mjdist.exports import (
+from mjdist.rl.exports import (
     EXPORT_DIR,
     ONNX_INPUT,
     ONNX_POLICY,

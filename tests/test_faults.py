@@ -17,7 +17,7 @@ import pytest
 from conftest import HELPERS, REPO, subprocess_env
 from test_interrupt import assert_saved_last_completed_iteration
 
-from mjdist.run_summary import read_summary
+from mjdist.train.summary import read_summary
 
 pytestmark = pytest.mark.slow
 

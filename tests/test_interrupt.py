@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, TRAIN, subprocess_env
 
 from mjdist.checkpoints import read_checkpoint
-from mjdist.run_summary import read_summary
+from mjdist.train.summary import read_summary
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def assert_saved_last_completed_iteration(stderr: str, task: str) -> None:
     assert saved, stderr
     completed = [int(number) for number in PROGRESS.findall(stderr[: saved.start()])]
     assert int(saved.group(2)) == completed[-1] - 1  # "iter k/N" is iteration index k - 1
-    assert read_checkpoint(Path(saved.group(1)), task)["iter"] == completed[-1] - 1
+    assert read_checkpoint(Path(saved.group(1)), task).iteration == completed[-1] - 1
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])

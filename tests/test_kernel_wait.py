@@ -11,9 +11,9 @@ import pytest
 import torch.distributed as dist
 from mjdist_tasks.cartpole import BALANCE
 
-from mjdist.config import TrainConfig
-from mjdist.launch import rank as rank_module
 from mjdist.launch.context import RankContext
+from mjdist.train import rank as rank_module
+from mjdist.train.config import TrainConfig
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@ narrows the variable to it, as mjlab does); several in one job are refused with 
 
 from __future__ import annotations
 
-import pytest
-
 import datetime
 import os
 from pathlib import Path
 
+import pytest
 from mjdist_tasks.cartpole import BALANCE
 
 from mjdist.launch.devices import DeviceRequest, DeviceSelectionError, check_gpus_exist, resolve_devices

@@ -15,7 +15,8 @@ from conftest import REPO, run_train, subprocess_env
 from tensordict import TensorDict
 
 from mjdist.cli.play import main
-from mjdist.launch import selection
+from mjdist.launch.machine import Machine
+from mjdist.play import run as play_run
 from mjdist.play.evaluation import PlaySummary, rollout
 
 PLAY = Path(sys.executable).with_name("play")
@@ -167,7 +168,7 @@ def test_bad_input_is_one_line(
 
 def test_several_gpus_are_refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(selection, "cuda_device_count", lambda _: 2)
+    monkeypatch.setattr(play_run, "read_machine", lambda: Machine(None, 2, 8))
     _assert_usage_error([TASK, "--gpu-ids", "0", "1"], "play runs on one device; give one GPU id", capsys)
     _assert_usage_error([TASK, "--gpu-ids", "all"], "play runs on one device; give one GPU id", capsys)
 

@@ -4,6 +4,7 @@ OSMesa (one log line), OSMesa on MIG; and without any backend, one line naming w
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -14,18 +15,16 @@ from mjdist.rendering import RenderingUnavailable, choose_gl_backend
 
 
 @pytest.fixture
-def environ(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A private os.environ without MUJOCO_GL and CUDA/NVIDIA device lists (restored after the test)."""
+def environ() -> dict[str, str]:
+    """An environment without MUJOCO_GL and CUDA/NVIDIA device lists, passed to the choice (os.environ is untouched)."""
     dropped = {"MUJOCO_GL", "MUJOCO_EGL_DEVICE_ID", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"}
-    private = {name: value for name, value in rendering.os.environ.items() if name not in dropped}
-    monkeypatch.setattr(rendering.os, "environ", private)
-    return private
+    return {name: value for name, value in os.environ.items() if name not in dropped}
 
 
 def _libraries(monkeypatch: pytest.MonkeyPatch, osmesa: bool, egl: str | None = "probe not expected") -> None:
-    monkeypatch.setattr(rendering, "find_library", lambda name: f"lib{name}.so" if osmesa else None)
+    monkeypatch.setattr(rendering, "osmesa_failure", lambda: None if osmesa else "libOSMesa is not installed")
 
-    def probe(gpu: int) -> str | None:
+    def probe(gpu: int, rank_environ: dict[str, str]) -> str | None:
         assert egl != "probe not expected", "EGL was probed"
         return egl
 
@@ -34,13 +33,23 @@ def _libraries(monkeypatch: pytest.MonkeyPatch, osmesa: bool, egl: str | None = 
 
 def test_cpu_renders_with_osmesa(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     _libraries(monkeypatch, osmesa=True)
-    assert choose_gl_backend("cpu") == "osmesa" and environ["MUJOCO_GL"] == "osmesa"
+    before = dict(os.environ)
+    assert choose_gl_backend("cpu", None, environ) == {"MUJOCO_GL": "osmesa"}
+    assert dict(os.environ) == before, "the choice is returned, never set in this process"
 
 
 def test_gpu_renders_with_egl_on_its_own_gpu(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     _libraries(monkeypatch, osmesa=True, egl=None)
-    assert choose_gl_backend("cuda:1") == "egl"
-    assert (environ["MUJOCO_GL"], environ["MUJOCO_EGL_DEVICE_ID"]) == ("egl", "1")
+    assert choose_gl_backend("cuda:1", None, environ) == {"MUJOCO_GL": "egl", "MUJOCO_EGL_DEVICE_ID": "1"}
+
+
+def test_the_egl_probe_sees_the_ranks_gpus(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--gpu-ids 2 3`: rank 0 renders on cuda:0 of CUDA_VISIBLE_DEVICES=2,3, so the probe runs with those GPUs."""
+    _libraries(monkeypatch, osmesa=True)
+    seen: list[tuple[int, str | None]] = []
+    monkeypatch.setattr(rendering, "egl_failure", lambda gpu, env: seen.append((gpu, env.get("CUDA_VISIBLE_DEVICES"))))
+    assert choose_gl_backend("cuda:0", "2,3", environ)["MUJOCO_GL"] == "egl"
+    assert seen == [(0, "2,3")]
 
 
 def test_gpu_falls_back_to_osmesa_when_egl_cannot_render(
@@ -48,8 +57,7 @@ def test_gpu_falls_back_to_osmesa_when_egl_cannot_render(
 ) -> None:
     _libraries(monkeypatch, osmesa=True, egl="EGL_NOT_INITIALIZED")
     with caplog.at_level(logging.INFO, logger="mjdist.rendering"):
-        assert choose_gl_backend("cuda:0") == "osmesa"
-    assert environ["MUJOCO_GL"] == "osmesa" and "MUJOCO_EGL_DEVICE_ID" not in environ
+        assert choose_gl_backend("cuda:0", None, environ) == {"MUJOCO_GL": "osmesa"}
     (record,) = caplog.records
     assert "OSMesa" in record.getMessage() and "GPU 0 (EGL_NOT_INITIALIZED)" in record.getMessage()
 
@@ -60,15 +68,15 @@ def test_mig_renders_with_osmesa_without_probing_egl(
 ) -> None:
     environ[variable] = "MIG-4f3c2b1a-0000-1111-2222-333344445555"
     _libraries(monkeypatch, osmesa=True)
-    assert choose_gl_backend("cuda:0") == "osmesa"
+    assert choose_gl_backend("cuda:0", None, environ) == {"MUJOCO_GL": "osmesa"}
 
 
 def test_a_users_backend_is_kept(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     _libraries(monkeypatch, osmesa=False)
     environ["MUJOCO_GL"] = "egl"
-    assert choose_gl_backend("cuda:2") == "egl" and environ["MUJOCO_EGL_DEVICE_ID"] == "2"
+    assert choose_gl_backend("cuda:2", None, environ) == {"MUJOCO_GL": "egl", "MUJOCO_EGL_DEVICE_ID": "2"}
     environ["MUJOCO_EGL_DEVICE_ID"] = "0"
-    assert choose_gl_backend("cuda:2") == "egl" and environ["MUJOCO_EGL_DEVICE_ID"] == "0"
+    assert choose_gl_backend("cuda:2", None, environ) == {"MUJOCO_GL": "egl", "MUJOCO_EGL_DEVICE_ID": "0"}
 
 
 @pytest.mark.parametrize(
@@ -87,9 +95,24 @@ def test_gpu_without_any_backend_names_what_to_install(
         environ["CUDA_VISIBLE_DEVICES"] = "MIG-4f3c2b1a-0000-1111-2222-333344445555"
     _libraries(monkeypatch, osmesa=False, egl=egl)
     with pytest.raises(RenderingUnavailable) as refused:
-        choose_gl_backend(device)
+        choose_gl_backend(device, None, environ)
     message = str(refused.value)
     assert "\n" not in message and all(name in message for name in names), message
+
+
+def test_an_osmesa_library_that_cannot_load_is_refused_in_one_line(
+    environ: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The real load probe, in a child process, on a file in the library's place that is no library (what a hidden
+    or broken install looks like to the loader)."""
+    broken = tmp_path / "libOSMesa.so.8"
+    broken.write_bytes(b"")
+    monkeypatch.setattr(rendering, "find_library", lambda name: str(broken))
+    with pytest.raises(RenderingUnavailable) as refused:
+        choose_gl_backend("cpu", None, environ)
+    message = str(refused.value)
+    assert message.startswith("--video renders with OSMesa on the CPU, and libOSMesa cannot be loaded (")
+    assert "\n" not in message and "apt-get install libosmesa6" in message
 
 
 def test_play_video_without_osmesa_is_one_line_and_writes_nothing(
@@ -109,5 +132,5 @@ def test_play_video_without_osmesa_is_one_line_and_writes_nothing(
 
 def test_the_egl_probe_reports_why_it_cannot_render() -> None:
     """The real probe, in a child process, on a device no machine has (or without any EGL library): one line."""
-    reason = rendering.egl_failure(99)
+    reason = rendering.egl_failure(99, dict(os.environ))
     assert reason and "\n" not in reason

@@ -16,8 +16,7 @@ from tensordict import TensorDict
 
 from mjdist.cli.train import main
 from mjdist.envs.vec_env import RslRlVecEnv
-from mjdist.exports import TORCHSCRIPT_POLICY
-from mjdist.launch.rank import resume
+from mjdist.rl.exports import TORCHSCRIPT_POLICY
 from mjdist.rl.runner import DistributedRunner
 
 pytestmark = pytest.mark.slow
@@ -43,7 +42,7 @@ def resumed_runner(checkpoint: Path) -> DistributedRunner:
     runner = DistributedRunner(
         RslRlVecEnv(env), BALANCE.agent.to_rsl_rl(""), log_dir=None, device="cpu", task=BALANCE.name
     )
-    resume(runner, checkpoint, "cpu")
+    runner.load_checkpoint(checkpoint, "cpu")
     return runner
 
 
@@ -54,7 +53,7 @@ def test_resumed_state_equals_the_checkpoint(first_run: Path) -> None:
     for name, saved in checkpoint["actor_state_dict"].items():  # weights and the observation normalizer
         torch.testing.assert_close(runner.alg.get_policy().state_dict()[name], saved, rtol=0, atol=0)
     assert runner.alg.learning_rate == checkpoint["optimizer_state_dict"]["param_groups"][0]["lr"]
-    assert runner.current_learning_iteration == FIRST  # the next iteration is numbered after the checkpoint's
+    assert runner.current_learning_iteration == FIRST - 1  # the checkpoint's iteration, read from its state
 
 
 @pytest.mark.parametrize("workers", [[], ["--cpu-workers", "2"]], ids=["one-process", "two-cpu-workers"])

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from mjdist import training
 from mjdist.checkpoints import CheckpointError
 from mjdist.cli import train as train_cli
 from mjdist.errors import RankFailedError
-from mjdist.launch.context import RankResult
-from mjdist.run_summary import SUMMARY_FILE, TrainingMetrics, read_summary, write_progress
+from mjdist.rl.metrics import TrainingMetrics
+from mjdist.train import run as training
+from mjdist.train.result import RankResult
+from mjdist.train.summary import SUMMARY_FILE, read_summary, write_progress
 
 TASK = "cartpole-balance"
 SHARED_FIELDS = ["task", "run_dir", "world_size", "devices", "hosts", "iterations", "env_steps_per_s", "mean_reward",
-                 "mean_episode_length", "wall_time_s", "checkpoints", "exports", "parameter_digest", "status",
-                 "cause"]  # fmt: skip
+                 "mean_episode_length", "wall_time_s", "checkpoints", "exports", "parameter_digest", "rank_digests",
+                 "status", "cause"]  # fmt: skip
 PROGRESS = TrainingMetrics(iterations=4, env_steps_per_s=1234.5, mean_reward=17.0, mean_episode_length=21.5)
 
 
@@ -50,11 +51,12 @@ def test_a_finished_run(monkeypatch: pytest.MonkeyPatch, log_root: Path) -> None
     assert list(summary) == SHARED_FIELDS
     (run_dir,) = (log_root / "cartpole_balance").iterdir()
     assert summary["task"] == TASK and summary["run_dir"] == str(run_dir) and summary["world_size"] == 2
-    assert summary["devices"] == ["cpu", "cpu"] and len(summary["hosts"]) == 1
+    assert summary["devices"] == ["cpu", "cpu"] and summary["hosts"] == ["localhost"]
     assert summary["iterations"] == 4 and summary["env_steps_per_s"] == 1234.5
     assert (summary["mean_reward"], summary["mean_episode_length"]) == (17.0, 21.5)
     assert summary["checkpoints"] == [str(run_dir / "model_3.pt")] and summary["exports"] == []
     assert (summary["parameter_digest"], summary["status"], summary["cause"]) == ("d" * 64, "finished", None)
+    assert summary["rank_digests"] == ["d" * 64, "d" * 64]
     assert 0 <= summary["wall_time_s"] < 60
 
 
@@ -65,6 +67,14 @@ def test_ranks_that_disagree_fail_the_run(monkeypatch: pytest.MonkeyPatch, log_r
     assert code == 1 and summary is not None
     assert summary["status"] == "failed" and summary["cause"].startswith("ranks ended with different parameters")
     assert summary["parameter_digest"] is None and summary["iterations"] == 0
+
+
+def test_a_run_missing_a_ranks_result_fails(monkeypatch: pytest.MonkeyPatch, log_root: Path) -> None:
+    code, summary = train_with(monkeypatch, log_root, lambda plan: [RankResult(0, "a" * 64, "x")])
+    assert code == 1 and summary is not None
+    assert summary["status"] == "failed"
+    assert summary["cause"] == "2 ranks trained, but the results of ranks [0] came back"
+    assert summary["rank_digests"] == []
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mjdist import rendering
 from mjdist.cli.train import main
-from mjdist.run_summary import read_summary
+from mjdist.train.summary import read_summary
 
 TASK = "cartpole-balance"
 TINY = ["--gpu-ids", "None", "--env.num-envs", "16", "--agent.num-steps-per-env", "8", "--agent.max-iterations", "3",
@@ -120,7 +120,7 @@ def test_video_without_osmesa_is_refused(
 def test_clips_go_to_wandb_through_rsl_rls_writer(tmp_path: Path) -> None:
     from rsl_rl.utils.log_writer import LogWriter
 
-    from mjdist.train_video import log_clip
+    from mjdist.train.clips import log_clip
 
     class Uploads(LogWriter):
         def __init__(self) -> None:

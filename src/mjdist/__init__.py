@@ -15,6 +15,7 @@ from mjdist.errors import ConfigError, MjdistError, RankFailedError, UsageError
 from mjdist.launch.function import launch
 from mjdist.play.run import play
 from mjdist.tasks import TaskSpec, get_task, registered_tasks
+from mjdist.train.run import train
 
 if TYPE_CHECKING:
     from mjdist.checkpoints import CheckpointError
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from mjdist.play.evaluation import PlaySummary
     from mjdist.rl.config import AgentConfig, ModelConfig, PpoConfig
     from mjdist.train.result import TrainResult
-    from mjdist.train.run import train
 
 __all__ = [
     "AgentConfig",
@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 _LAZY = {
-    "train": "mjdist.train.run",
     "TrainResult": "mjdist.train.result",
     "PlaySummary": "mjdist.play.evaluation",
     "CheckpointError": "mjdist.checkpoints",

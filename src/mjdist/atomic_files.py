@@ -16,8 +16,8 @@ from pathlib import Path
 
 def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(temporary)`` to fill a temporary file beside ``path``, make it durable, and rename it to ``path``
-    (atomic: a reader sees the old file or the new one). The temporary file is removed if anything fails."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    (atomic: a reader sees the old file or the new one). The temporary file is removed if anything fails. The
+    directory must exist."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
     try:
         write(temporary)

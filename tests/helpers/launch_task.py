@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import logging
 import os
@@ -20,12 +19,11 @@ from pathlib import Path
 
 from faulty_task import FAULTY
 
-from mjdist.config import TrainConfig
 from mjdist.errors import RankFailedError
 from mjdist.launch import launcher
-from mjdist.launch.resolve import resolve_plan
-from mjdist.launch.restarts import train_with_restarts
-from mjdist.run_summary import summary_on_exit
+from mjdist.launch.devices import DeviceRequest
+from mjdist.train.config import TrainConfig
+from mjdist.train.run import run_training
 
 launcher.ENV_VARS_FOR_RANKS = (*launcher.ENV_VARS_FOR_RANKS, "MJDIST_TEST_*")  # the faults reach remote ranks too
 
@@ -58,23 +56,18 @@ def main() -> int:
         log_root=args.log_root,
         max_restarts=args.max_restarts,
         timeout=args.timeout,
-        gpu_ids=("None",),
-        cpu_workers=args.workers,
         hosts=tuple(args.hosts),
         ssh_config=Path(ssh_config) if ssh_config else None,
     )
-    plan, _ = resolve_plan(FAULTY.name, cfg, os.environ, 0, datetime.datetime.now(), None)
-    try:
-        with summary_on_exit(plan) as run_end:  # as the train command does
-            results = train_with_restarts(plan, cfg, FAULTY)
-            run_end.finished(results[0].parameter_digest)
+    try:  # as the train command does, with a task that is not registered
+        result = run_training(FAULTY, cfg, DeviceRequest.from_flags(("None",), args.workers))
     except KeyboardInterrupt as interrupt:
         logging.error("Interrupted: %s", interrupt)
         return 130
     except RankFailedError as failure:
         logging.error("Training failed: %s", failure)
         return 1
-    print(json.dumps([dataclasses.asdict(result) for result in results]))
+    print(json.dumps([dataclasses.asdict(rank) for rank in result.ranks]))
     return 0
 
 

@@ -148,24 +148,25 @@ def plan_play(spec: TaskSpec, cfg: PlayConfig, request: DeviceRequest) -> PlayPl
         except ValueError as error:
             raise UsageError(str(error)) from None
     rank = _rank(cfg, request)
-    if cfg.video:  # RenderingUnavailable (a UsageError) names what to install
-        rendering = choose_gl_backend(rank.ranks[0].device, rank.rank_visible_devices)
-        rank = dataclasses.replace(rank, rank_environment=tuple(sorted(rendering.items())))
+    checkpoint = None
     if cfg.agent != "policy":
         if cfg.checkpoint is not None or cfg.run is not None:
             raise UsageError(f"--agent {cfg.agent} plays without a checkpoint; drop --checkpoint and --run")
-        video_dir = cfg.log_root / spec.agent.experiment_name / "videos" / "play"
-        return PlayPlan(env, num_episodes, num_steps, rank, None, _video_path(cfg, video_dir / f"{cfg.agent}.mp4"))
-    try:
-        checkpoint = _checkpoint(spec, cfg)
-    except CheckpointError as error:
-        if not cfg.dry_run:
-            raise
-        log.warning("%s (a real run would stop here)", error)
-        return PlayPlan(env, num_episodes, num_steps, rank, None)
-    if checkpoint.train_cfg is None:
-        raise CheckpointError(f"checkpoint {checkpoint.path} does not record the train_cfg that built its networks")
-    video = _video_path(cfg, checkpoint.path.parent / "videos" / "play" / f"{checkpoint.path.stem}.mp4")
+        video = _video_path(cfg, cfg.log_root / spec.agent.experiment_name / "videos" / "play" / f"{cfg.agent}.mp4")
+    else:
+        try:
+            checkpoint = _checkpoint(spec, cfg)
+        except CheckpointError as error:
+            if not cfg.dry_run:
+                raise
+            log.warning("%s (a real run would stop here)", error)
+            return PlayPlan(env, num_episodes, num_steps, rank, None)
+        if checkpoint.train_cfg is None:
+            raise CheckpointError(f"checkpoint {checkpoint.path} does not record the train_cfg that built its networks")
+        video = _video_path(cfg, checkpoint.path.parent / "videos" / "play" / f"{checkpoint.path.stem}.mp4")
+    if video is not None:  # last: the probes start processes (RenderingUnavailable names what to install)
+        rendering = choose_gl_backend(rank.ranks[0].device, rank.rank_visible_devices)
+        rank = dataclasses.replace(rank, rank_environment=tuple(sorted(rendering.items())))
     return PlayPlan(env, num_episodes, num_steps, rank, checkpoint, video)
 
 

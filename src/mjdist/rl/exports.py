@@ -14,7 +14,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import onnx_ir
 import torch
 from rsl_rl.models import MLPModel
 
+from mjdist.atomic_files import replace_atomically
 from mjdist.envs.core import MjWarpEnv
 from mjdist.runs import EXPORT_DIR
 
@@ -73,8 +73,8 @@ def onnx_metadata(env: MjWarpEnv, task: str, iteration: int) -> dict[str, str]:
 def export_onnx(policy: MLPModel, path: Path, metadata: dict[str, str]) -> None:
     """Write ``policy`` (normalizer included, deterministic actions, any batch size) as one ONNX file.
 
-    Written through a temporary file, so ``path`` is never half-written. The policy itself is not touched: rsl_rl
-    exports a CPU copy of it.
+    Written atomically (:mod:`mjdist.atomic_files`), so ``path`` is never half-written. The policy itself is not
+    touched: rsl_rl exports a CPU copy of it.
     """
     OnnxExporter().export(policy, path, metadata)
 
@@ -139,9 +139,7 @@ def _load_initializers(program: torch.onnx.ONNXProgram, state: dict[str, torch.T
 def _save(program: torch.onnx.ONNXProgram, path: Path, metadata: dict[str, str]) -> None:
     program.model.metadata_props.update(metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    program.save(partial, external_data=False)
-    os.replace(partial, path)
+    replace_atomically(path, lambda temporary: program.save(temporary, external_data=False))
 
 
 def export_final_policy(policy: MLPModel, run_dir: Path, final_checkpoint: Path) -> None:
@@ -150,8 +148,10 @@ def export_final_policy(policy: MLPModel, run_dir: Path, final_checkpoint: Path)
     export_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # torch deprecates jit.script, which rsl_rl's TorchScript copy is made for
         warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.script(policy.as_jit().to("cpu")).save(str(export_dir / TORCHSCRIPT_POLICY))
-    shutil.copyfile(checkpoint_onnx_path(final_checkpoint), export_dir / ONNX_POLICY)
+        scripted = torch.jit.script(policy.as_jit().to("cpu"))
+    replace_atomically(export_dir / TORCHSCRIPT_POLICY, lambda temporary: scripted.save(str(temporary)))
+    onnx = checkpoint_onnx_path(final_checkpoint)
+    replace_atomically(export_dir / ONNX_POLICY, lambda temporary: shutil.copyfile(onnx, temporary))
 
 
 @contextlib.contextmanager

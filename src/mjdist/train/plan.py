@@ -80,6 +80,8 @@ def plan_training(
         check_run_options(cfg)
         if cfg.video:
             check_video_flags(cfg.video_length, cfg.video_width, cfg.video_height)
+            if cfg.video_interval < 1:
+                raise ValueError(f"--video-interval must be at least 1 iteration, got {cfg.video_interval}")
     except ValueError as error:
         raise ConfigError(str(error)) from None
     continued_run, resume_from = _start_point(spec.name, cfg)

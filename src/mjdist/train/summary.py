@@ -131,6 +131,7 @@ def _progress_so_far(plan: TrainPlan) -> TrainingMetrics:
 
 def _write(plan: TrainPlan, summary: dict[str, Any]) -> None:
     """Replace ``summary.json`` at once, so that a reader never sees half a file."""
+    plan.run_dir_path.mkdir(parents=True, exist_ok=True)
     write_bytes_atomically(plan.run_dir_path / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
 
 
