@@ -1,19 +1,23 @@
 """The plan of a job's ranks: every rank's host, device and seed, the backend, threads and log files.
 
-Computed once, in the launching process, from a device selection, the hosts and the environment; pure data,
-handed to every rank. Training adds its run to it (:mod:`mjdist.train.plan`); ``mjdist.launch`` uses it as is.
+Computed once, in the launching process, from a device selection, the hosts and the environment (or, for a process
+a scheduler started as one rank, from its identity); pure data, handed to every rank. Training adds its run to it
+(:mod:`mjdist.train.plan`); ``mjdist.launch`` uses it as is.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mjdist.launch.devices import DeviceSelection, DeviceSelectionError
+from mjdist.launch.devices import DeviceRequest, DeviceSelection, DeviceSelectionError
 from mjdist.launch.hosts import LOCALHOST
+from mjdist.launch.identity import RankIdentity
+from mjdist.launch.machine import Machine
 
 
 @dataclass(frozen=True)
@@ -137,3 +141,72 @@ def _rank_device(selection: DeviceSelection, local_rank: int, in_process: bool) 
     if in_process:
         return "cuda:0" if selection.physical_gpus[0].startswith("MIG-") else f"cuda:{selection.visible_indices[0]}"
     return f"cuda:{local_rank}"  # ranks see exactly the selected GPUs, in rank order (see rank_visible_devices)
+
+
+def plan_scheduler_rank(
+    name: str, request: DeviceRequest, rank: RankIdentity, machine: Machine, seed: int
+) -> LaunchPlan:
+    """The plan of this one rank of a job a scheduler started (torchrun, OSMO, Kubernetes): on ``cuda:<LOCAL_RANK>``
+    when GPUs are visible, else the CPU; seed = ``seed`` + RANK. DeviceSelectionError where the request contradicts
+    the scheduler."""
+    physical_gpu = _rank_gpu(request, rank, machine)
+    if request.cpu_workers is not None and request.cpu_workers != 1:
+        raise DeviceSelectionError(
+            f"--cpu-workers {request.cpu_workers} contradicts {rank.describe()}: each process is one rank; "
+            "start more with torchrun --nproc-per-node instead"
+        )
+    if request.cpu_workers is not None and physical_gpu is not None:
+        raise DeviceSelectionError(
+            f"--cpu-workers only applies to CPU training, but GPU {physical_gpu} is visible to LOCAL_RANK="
+            f"{rank.local_rank}; add --gpu-ids None to train on the CPU"
+        )
+    device = "cpu" if physical_gpu is None else f"cuda:{rank.local_rank}"
+    return LaunchPlan(
+        name=name,
+        launcher="environment",
+        world_size=rank.world_size,
+        backend="gloo" if physical_gpu is None else "nccl",
+        ranks=(
+            RankPlan(
+                rank=rank.rank,
+                host=socket.gethostname(),
+                local_rank=rank.local_rank,
+                device=device,
+                physical_gpu=physical_gpu,
+                seed=seed + rank.rank,
+            ),
+        ),
+        torchrunx_log_dir=None,
+        torch_threads=None,
+        hosts=(socket.gethostname(),),
+    )
+
+
+def _rank_gpu(request: DeviceRequest, rank: RankIdentity, machine: Machine) -> str | None:
+    """The rank's CUDA_VISIBLE_DEVICES entry: entry LOCAL_RANK when GPUs are visible; None for the CPU."""
+    if request.gpus == "cpu":
+        return None
+    visible = machine.visible
+    if request.gpus != "default" and request.gpus != (rank.local_rank,):
+        raise DeviceSelectionError(
+            f"{request.gpu_flag} contradicts {rank.describe()}: each process is one rank on GPU LOCAL_RANK; drop "
+            "--gpu-ids (or give --gpu-ids None for the CPU)"
+        )
+    if not visible:
+        if request.gpus != "default":
+            raise DeviceSelectionError(
+                f"{request.gpu_flag} needs a GPU, but none is visible; use --gpu-ids None for the CPU"
+            )
+        return None
+    if machine.on_mig and rank.local_rank > 0:
+        raise DeviceSelectionError(
+            f"LOCAL_RANK={rank.local_rank} on MIG instances: a CUDA process sees only the first MIG instance in "
+            "CUDA_VISIBLE_DEVICES, so one node cannot run several ranks on MIG; start one process per node "
+            "(torchrun --nproc-per-node 1) with its own instance, or use whole GPUs"
+        )
+    if rank.local_rank >= len(visible):
+        raise DeviceSelectionError(
+            f"LOCAL_RANK={rank.local_rank} has no GPU: {len(visible)} visible; start at most {len(visible)} "
+            "processes per node (torchrun --nproc-per-node), or give --gpu-ids None for the CPU"
+        )
+    return visible[rank.local_rank]

@@ -16,16 +16,21 @@ from pathlib import Path
 
 from mjdist.checkpoints import Checkpoint, resolve_checkpoint
 from mjdist.errors import ConfigError, UsageError
-from mjdist.launch.devices import DeviceRequest, check_cpu_workers, check_gpus_exist, resolve_devices
+from mjdist.launch.devices import (
+    DeviceRequest,
+    DeviceSelectionError,
+    check_cpu_workers,
+    check_gpus_exist,
+    resolve_devices,
+)
 from mjdist.launch.hosts import resolve_hosts
 from mjdist.launch.identity import RankIdentity
 from mjdist.launch.machine import Machine
-from mjdist.launch.plan import LaunchPlan, plan_ranks
+from mjdist.launch.plan import LaunchPlan, plan_ranks, plan_scheduler_rank
 from mjdist.rendering import check_video_flags, choose_gl_backend
 from mjdist.runs import check_writable, run_dir_for
 from mjdist.tasks import TaskSpec
 from mjdist.train.config import TrainConfig, check_run_options
-from mjdist.train.rank_mode import plan_scheduler_rank
 from mjdist.train.requeue import AUTO, find_continuation
 
 log = logging.getLogger("mjdist.train")
@@ -123,7 +128,12 @@ def _plan_launch(
     every rank, on this host or on ``--hosts``; and a notice for the user (or None)."""
     scheduler_rank = RankIdentity.from_scheduler(environ)
     if scheduler_rank is not None:
-        return plan_scheduler_rank(task, cfg, request, scheduler_rank, machine), None
+        if cfg.hosts:
+            raise DeviceSelectionError(
+                f"--hosts {' '.join(cfg.hosts)} contradicts {scheduler_rank.describe()}: your launcher already "
+                "started every rank; drop --hosts"
+            )
+        return plan_scheduler_rank(task, request, scheduler_rank, machine, cfg.agent.seed), None
     selection = resolve_devices(request, machine)
     if not cfg.dry_run:  # a dry run may plan for a bigger machine
         check_cpu_workers(selection, machine, cfg.oversubscribe)

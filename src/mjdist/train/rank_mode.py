@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import socket
 from typing import TYPE_CHECKING
 
-from mjdist.launch.devices import DeviceRequest, DeviceSelectionError
-from mjdist.launch.identity import RankIdentity
-from mjdist.launch.machine import Machine
-from mjdist.launch.plan import LaunchPlan, RankPlan
+from mjdist.launch.plan import RankPlan
 from mjdist.tasks import TaskSpec
 from mjdist.train.config import TrainConfig
 
@@ -26,78 +22,6 @@ if TYPE_CHECKING:
     from mjdist.train.result import RankResult
 
 log = logging.getLogger(__name__)
-
-
-def plan_scheduler_rank(
-    task: str, cfg: TrainConfig, request: DeviceRequest, rank: RankIdentity, machine: Machine
-) -> LaunchPlan:
-    """This rank's plan; DeviceSelectionError where --gpu-ids, --cpu-workers or --hosts contradict the scheduler."""
-    physical_gpu = _rank_gpu(request, rank, machine)
-    if cfg.hosts:
-        raise DeviceSelectionError(
-            f"--hosts {' '.join(cfg.hosts)} contradicts {rank.describe()}: your launcher already started every rank; "
-            "drop --hosts"
-        )
-    if request.cpu_workers is not None and request.cpu_workers != 1:
-        raise DeviceSelectionError(
-            f"--cpu-workers {request.cpu_workers} contradicts {rank.describe()}: each process is one rank; "
-            "start more with torchrun --nproc-per-node instead"
-        )
-    if request.cpu_workers is not None and physical_gpu is not None:
-        raise DeviceSelectionError(
-            f"--cpu-workers only applies to CPU training, but GPU {physical_gpu} is visible to LOCAL_RANK="
-            f"{rank.local_rank}; add --gpu-ids None to train on the CPU"
-        )
-    device = "cpu" if physical_gpu is None else f"cuda:{rank.local_rank}"
-    return LaunchPlan(
-        name=task,
-        launcher="environment",
-        world_size=rank.world_size,
-        backend="gloo" if physical_gpu is None else "nccl",
-        ranks=(
-            RankPlan(
-                rank=rank.rank,
-                host=socket.gethostname(),
-                local_rank=rank.local_rank,
-                device=device,
-                physical_gpu=physical_gpu,
-                seed=cfg.agent.seed + rank.rank,
-            ),
-        ),
-        torchrunx_log_dir=None,
-        torch_threads=None,
-        hosts=(socket.gethostname(),),
-    )
-
-
-def _rank_gpu(request: DeviceRequest, rank: RankIdentity, machine: Machine) -> str | None:
-    """The rank's CUDA_VISIBLE_DEVICES entry: entry LOCAL_RANK when GPUs are visible; None for the CPU."""
-    if request.gpus == "cpu":
-        return None
-    visible = machine.visible
-    if request.gpus != "default" and request.gpus != (rank.local_rank,):
-        raise DeviceSelectionError(
-            f"{request.gpu_flag} contradicts {rank.describe()}: each process is one rank on GPU LOCAL_RANK; drop "
-            "--gpu-ids (or give --gpu-ids None for the CPU)"
-        )
-    if not visible:
-        if request.gpus != "default":
-            raise DeviceSelectionError(
-                f"{request.gpu_flag} needs a GPU, but none is visible; use --gpu-ids None for the CPU"
-            )
-        return None
-    if machine.on_mig and rank.local_rank > 0:
-        raise DeviceSelectionError(
-            f"LOCAL_RANK={rank.local_rank} on MIG instances: a CUDA process sees only the first MIG instance in "
-            "CUDA_VISIBLE_DEVICES, so one node cannot run several ranks on MIG; start one process per node "
-            "(torchrun --nproc-per-node 1) with its own instance, or use whole GPUs"
-        )
-    if rank.local_rank >= len(visible):
-        raise DeviceSelectionError(
-            f"LOCAL_RANK={rank.local_rank} has no GPU: {len(visible)} visible; start at most {len(visible)} "
-            "processes per node (torchrun --nproc-per-node), or give --gpu-ids None for the CPU"
-        )
-    return visible[rank.local_rank]
 
 
 def train_as_rank(plan: TrainPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
