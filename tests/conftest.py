@@ -61,3 +61,13 @@ def no_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(train_run, "read_machine", machine)
     monkeypatch.setattr(play_run, "read_machine", machine)
+
+
+@pytest.fixture(scope="session")
+def osmesa() -> None:
+    """Skip a test that renders on the CPU where libOSMesa cannot (CI installs it; a fresh machine may lack it)."""
+    from mjdist.rendering import INSTALL_OSMESA, osmesa_failure
+
+    reason = osmesa_failure()
+    if reason is not None:
+        pytest.skip(f"needs libOSMesa to render on the CPU: {reason} ({INSTALL_OSMESA})")

@@ -151,6 +151,25 @@ def test_train_with_two_cpu_workers_returns_matching_ranks(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+def test_a_refused_play_video_leaves_the_process_able_to_train(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_gpu: None
+) -> None:
+    """Where no GL backend can render, play(video=True) is refused, and nothing it chose stays behind: the next
+    train() in the same process trains (a MUJOCO_GL=osmesa left in os.environ broke it)."""
+    from mjdist import rendering
+
+    if rendering.osmesa_failure() is None:  # this machine renders: make the choice see one that does not
+        monkeypatch.setattr(rendering, "osmesa_failure", lambda: "libOSMesa is not installed")
+    before = dict(os.environ)
+    with pytest.raises(mjdist.UsageError, match="libOSMesa is not installed"):
+        mjdist.play(TASK, agent="zero", gpu_ids=None, video=True, log_root=tmp_path)
+    assert dict(os.environ) == before
+    result = mjdist.train(TASK, gpu_ids=None, env={"num_envs": 16}, agent={**TINY_AGENT, "max_iterations": 1},
+                          log_root=tmp_path)  # fmt: skip
+    assert result.iterations == 1 and dict(os.environ) == before
+
+
+@pytest.mark.slow
 def test_play_summarizes_a_checkpoint(trained: mjdist.TrainResult) -> None:
     summary = mjdist.play(TASK, run=trained.run_dir, gpu_ids=None, num_envs=4, num_steps=30)
     assert summary.checkpoint == str(trained.checkpoints[-1]) and summary.steps == 30 and summary.video is None

@@ -288,7 +288,7 @@ def _play_video_command(*args: str) -> dict:
 
 
 @pytest.mark.slow
-def test_video_has_the_requested_frames_and_size(trained: tuple[Path, str]) -> None:
+def test_video_has_the_requested_frames_and_size(trained: tuple[Path, str], osmesa: None) -> None:
     import imageio.v3 as iio
 
     run_dir = _run_dir(trained[0])
@@ -305,7 +305,7 @@ def test_video_has_the_requested_frames_and_size(trained: tuple[Path, str]) -> N
 
 
 @pytest.mark.slow
-def test_baseline_video_goes_under_the_experiment(tmp_path: Path) -> None:
+def test_baseline_video_goes_under_the_experiment(tmp_path: Path, osmesa: None) -> None:
     import imageio.v3 as iio
 
     _play_video_command(

@@ -205,7 +205,9 @@ def test_policy_observations_are_noisy_and_the_critic_clean(fresh: QuadrupedEnv)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [None, "2"])
-def test_short_training_runs_end_to_end(log_root: Path, workers: str | None) -> None:
+def test_short_training_runs_end_to_end(log_root: Path, workers: str | None, request: pytest.FixtureRequest) -> None:
+    if not workers:  # this run's play records a video
+        request.getfixturevalue("osmesa")
     result = run_train(
         TASK, "--gpu-ids", "None", *(["--cpu-workers", workers] if workers else []), "--env.num-envs", "32",
         "--agent.num-steps-per-env", "8", "--agent.max-iterations", "3", "--log-root", str(log_root),

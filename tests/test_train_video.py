@@ -3,7 +3,6 @@ rank computes; the runs also leave their ONNX exports and summary.json."""
 
 from __future__ import annotations
 
-import ctypes.util
 import io
 import json
 from pathlib import Path
@@ -22,9 +21,6 @@ TASK = "cartpole-balance"
 TINY = ["--gpu-ids", "None", "--env.num-envs", "16", "--agent.num-steps-per-env", "8", "--agent.max-iterations", "3",
         "--agent.save-interval", "2"]  # fmt: skip
 VIDEO = ["--video", "--video-interval", "2", "--video-length", "12", "--video-width", "64", "--video-height", "48"]
-needs_osmesa = pytest.mark.skipif(
-    ctypes.util.find_library("OSMesa") is None, reason="headless rendering needs OSMesa (Debian: libosmesa6)"
-)
 
 
 def train_run(log_root: Path, *args: str) -> Path:
@@ -36,7 +32,7 @@ def train_run(log_root: Path, *args: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def runs(tmp_path_factory: pytest.TempPathFactory, osmesa: None) -> dict[str, Path]:
     """The same tiny run with and without --video, in one process and on 2 CPU workers (with --video)."""
     root = tmp_path_factory.mktemp("train-video")
     return {
@@ -47,7 +43,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.slow
-@needs_osmesa
 def test_clips_have_the_requested_frames_and_reach_tensorboard(runs: dict[str, Path]) -> None:
     for run in ("video", "workers"):
         clips = runs[run] / "videos" / "train"
@@ -66,7 +61,6 @@ def test_clips_have_the_requested_frames_and_reach_tensorboard(runs: dict[str, P
 
 
 @pytest.mark.slow
-@needs_osmesa
 def test_recording_changes_nothing_the_ranks_compute(runs: dict[str, Path]) -> None:
     plain, video, workers = (read_summary(runs[run]) for run in ("plain", "video", "workers"))
     assert plain["parameter_digest"] == video["parameter_digest"] is not None
