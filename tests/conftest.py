@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,34 @@ def osmesa() -> None:
     reason = osmesa_failure()
     if reason is not None:
         pytest.skip(f"needs libOSMesa to render on the CPU: {reason} ({INSTALL_OSMESA})")
+
+
+TRAINED_ITERATIONS = 50
+"""Iterations of the session's shared cart-pole run (512 environments, the task's defaults otherwise)."""
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """The cart-pole run that the training, play and resume tests share: made once per test session."""
+
+    log_root: Path
+    """Holds this run only (play finds it as the newest run)."""
+    run_dir: Path
+    stderr: str
+    """What ``train`` printed (progress lines, the run directory)."""
+
+    @property
+    def final_checkpoint(self) -> Path:
+        return self.run_dir / f"model_{TRAINED_ITERATIONS - 1}.pt"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One real ``train cartpole-balance`` run on the CPU, shared by every test that needs a trained policy or a
+    finished run, instead of a training of their own each."""
+    log_root = tmp_path_factory.mktemp("trained") / "runs"
+    result = run_train("cartpole-balance", "--gpu-ids", "None", "--log-root", str(log_root),
+                       "--agent.max-iterations", str(TRAINED_ITERATIONS))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (log_root / "cartpole_balance").iterdir()
+    return TrainedRun(log_root, run_dir, result.stderr)

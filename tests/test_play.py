@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_train, subprocess_env
+from conftest import REPO, TRAINED_ITERATIONS, TrainedRun, subprocess_env
 from tensordict import TensorDict
 
 from mjdist.cli.play import main
@@ -21,7 +21,7 @@ from mjdist.play.evaluation import PlaySummary, rollout
 
 PLAY = Path(sys.executable).with_name("play")
 TASK = "cartpole-balance"
-ITERATIONS = 30
+ITERATIONS = TRAINED_ITERATIONS
 FINAL = f"model_{ITERATIONS - 1}.pt"
 SUMMARY_KEYS = {"task", "agent", "checkpoint", "num_envs", "steps", "episodes", "mean_reward", "std_reward",
                 "mean_episode_length", "video"}  # fmt: skip
@@ -29,15 +29,9 @@ QUICK = ["--gpu-ids", "None", "--num-steps", "1"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A log root holding one short cart-pole run, and the sha256 of its final checkpoint."""
-    log_root = tmp_path_factory.mktemp("play") / "runs"
-    result = run_train(
-        TASK, "--gpu-ids", "None", "--log-root", str(log_root), "--agent.max-iterations", str(ITERATIONS),
-        "--env.num-envs", "256", "--agent.logger", "none",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return log_root, _sha256(_run_dir(log_root) / FINAL)
+def trained(trained_run: TrainedRun) -> tuple[Path, str]:
+    """The log root of the session's trained cart-pole run, and the sha256 of its final checkpoint."""
+    return trained_run.log_root, _sha256(trained_run.final_checkpoint)
 
 
 def _sha256(path: Path) -> str:

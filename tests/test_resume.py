@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import run_train
+from conftest import TRAINED_ITERATIONS, TrainedRun, run_train
 from mjdist_tasks.cartpole import BALANCE
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensordict import TensorDict
@@ -21,20 +21,13 @@ from mjdist.rl.runner import DistributedRunner
 
 pytestmark = pytest.mark.slow
 
-FIRST = 3
-"""Iterations of the first run: its final checkpoint is model_2.pt."""
+FIRST = TRAINED_ITERATIONS
+"""Iterations of the first run (the session's shared one): its final checkpoint is model_<FIRST - 1>.pt."""
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    log_root = tmp_path_factory.mktemp("runs")
-    result = run_train(
-        "cartpole-balance", "--gpu-ids", "None", "--log-root", str(log_root), "--env.num-envs", "32",
-        "--agent.max-iterations", str(FIRST),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    (run_dir,) = (log_root / "cartpole_balance").iterdir()
-    return run_dir
+def first_run(trained_run: TrainedRun) -> Path:
+    return trained_run.run_dir
 
 
 def resumed_runner(checkpoint: Path) -> DistributedRunner:
@@ -65,7 +58,8 @@ def test_resume_continues_numbering_in_a_new_run(first_run: Path, tmp_path: Path
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     (run_dir,) = (log_root / "cartpole_balance").iterdir()
-    assert sorted(p.name for p in run_dir.glob("model_*.pt")) == [f"model_{FIRST + 1}.pt"]
+    assert FIRST % 25 == 0  # the default save interval: the first resumed iteration is saved, and the last
+    assert sorted(p.name for p in run_dir.glob("model_*.pt")) == [f"model_{FIRST}.pt", f"model_{FIRST + 1}.pt"]
     launch = yaml.safe_load((run_dir / "params" / "launch.yaml").read_text())
     assert launch["resume_from"] == str(first_run / f"model_{FIRST - 1}.pt")
     events = EventAccumulator(str(run_dir))

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import run_train
+from conftest import TRAINED_ITERATIONS, TrainedRun, run_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mjdist.tasks import registered_tasks
 
-ITERATIONS = 50
+ITERATIONS = TRAINED_ITERATIONS
 
 
 def random_policy_episode_length(steps: int = 400) -> float:
@@ -30,14 +30,10 @@ def random_policy_episode_length(steps: int = 400) -> float:
 
 
 @pytest.mark.slow
-def test_cartpole_balance_learns_and_writes_the_run(log_root: Path) -> None:
-    result = run_train(
-        "cartpole-balance", "--gpu-ids", "None", "--log-root", str(log_root), "--agent.max-iterations", str(ITERATIONS)
-    )
-    assert result.returncode == 0, result.stderr
-    (run_dir,) = (log_root / "cartpole_balance").iterdir()
-    assert f"run directory: {run_dir}" in result.stderr
-    progress = [line for line in result.stderr.splitlines() if line.startswith("iter ")]
+def test_cartpole_balance_learns_and_writes_the_run(trained_run: TrainedRun) -> None:
+    run_dir = trained_run.run_dir
+    assert f"run directory: {run_dir}" in trained_run.stderr
+    progress = [line for line in trained_run.stderr.splitlines() if line.startswith("iter ")]
     assert len(progress) == ITERATIONS and "env-steps/s (512 envs)" in progress[-1] and "ETA" in progress[-1]
 
     assert yaml.safe_load((run_dir / "params" / "env.yaml").read_text())["episode_length"] == 500
