@@ -52,7 +52,8 @@ def run_worker(plan: LaunchPlan, job: bytes) -> object:
     """Set up this rank of ``plan`` and run ``rank_fn(ctx, *args)`` from the job; on any exception log it and exit
     the process at once."""
     _die_with_parent()
-    return exit_on_failure(lambda: call_in_rank(plan, lambda: cloudpickle.loads(job)))
+    identity = RankIdentity.read()
+    return exit_on_failure(identity.rank, lambda: call_in_rank(plan, lambda: cloudpickle.loads(job), identity))
 
 
 def call_in_rank(
@@ -70,15 +71,14 @@ def call_in_rank(
         return rank_fn(ctx, *args)
 
 
-def exit_on_failure(fn: Callable[[], ResultT]) -> ResultT:
-    """Run ``fn()`` as this process's rank (``RANK``), and end the process as soon as it fails.
+def exit_on_failure(rank: int, fn: Callable[[], ResultT]) -> ResultT:
+    """Run ``fn()`` as global rank ``rank``, and end the process as soon as it fails.
 
     SIGUSR1 becomes a stop request; any exception is logged with its traceback at CRITICAL and the process exits 1
     (130 when interrupted) without waiting for anything, so the agent (torchrunx's or torchrun's) sees a failed
     worker at once and stops the other ranks.
     """
     signal.signal(signal.SIGUSR1, raise_interrupt)  # the launcher's stop request, before training installs its own
-    rank = RankIdentity.read().rank
     try:
         return fn()
     except KeyboardInterrupt:

@@ -47,6 +47,7 @@ def train_rank(ctx: RankContext, plan: TrainPlan, cfg: TrainConfig, spec: TaskSp
         log_dir=plan.run_dir if ctx.is_main else None,
         device=ctx.device,
         task=plan.task,
+        local_rank=ctx.local_rank,
         on_stage=lambda stage: beat(ctx.rank, stage),
     )
     if plan.resume_from is not None:

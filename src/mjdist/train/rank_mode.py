@@ -33,7 +33,7 @@ def train_as_rank(plan: TrainPlan, cfg: TrainConfig, spec: TaskSpec) -> list[Ran
 
     if plan.launch.ranks[0].rank != 0:
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 reports progress; the others warnings and errors
-    return exit_on_failure(lambda: _train_in_group(plan, cfg, spec))
+    return exit_on_failure(plan.launch.ranks[0].rank, lambda: _train_in_group(plan, cfg, spec))
 
 
 def _train_in_group(plan: TrainPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
@@ -41,7 +41,6 @@ def _train_in_group(plan: TrainPlan, cfg: TrainConfig, spec: TaskSpec) -> list[R
     import torch.distributed as dist
 
     from mjdist.launch.bootstrap import enter_device
-    from mjdist.train.rank import train_rank
 
     (own,) = plan.launch.ranks
     if own.device.startswith("cuda"):
@@ -50,6 +49,8 @@ def _train_in_group(plan: TrainPlan, cfg: TrainConfig, spec: TaskSpec) -> list[R
     try:
         joint = _joint_plan(plan)
         with enter_device(joint.launch) as ctx:
+            from mjdist.train.rank import train_rank  # once the rank is set up: mujoco reads MUJOCO_GL on import
+
             result = train_rank(ctx, joint, cfg, spec)
         results: list[RankResult | None] = [None] * plan.launch.world_size
         dist.all_gather_object(results, result)
