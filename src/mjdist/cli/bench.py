@@ -36,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.report:
         return _report(records, cfg)
     from mjdist.launch.bootstrap import enter_device
+    from mjdist.launch.identity import RankIdentity
 
-    with enter_device(devices.simulation_rank()):  # before any benchmark imports mujoco (triton first, the device)
+    # set up as a rank of its own before any benchmark imports mujoco (triton first, the device)
+    with enter_device(devices.simulation_rank(), RankIdentity()):
         return _measure(cfg, devices)
 
 

@@ -233,8 +233,11 @@ def _checkpoint(spec: TaskSpec, cfg: PlayConfig) -> Checkpoint:
 def _play(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
     """Build the environments and the actor on the plan's device, roll out, and summarize."""
     from mjdist.launch.bootstrap import enter_device
+    from mjdist.launch.identity import RankIdentity
 
-    with enter_device(plan.rank):  # before mujoco is imported: the rendering choice, triton first, the device
+    # A rank of its own (also inside a rank of mjdist.launch), set up before mujoco is imported: the rendering
+    # choice, triton first, the device
+    with enter_device(plan.rank, RankIdentity()):
         return _play_on_device(spec, cfg, plan)
 
 
