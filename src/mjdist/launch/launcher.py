@@ -21,6 +21,7 @@ import torchrunx
 
 from mjdist.errors import RankFailedError
 from mjdist.launch import heartbeat
+from mjdist.launch.log_receiver import plain_data_log_server
 from mjdist.launch.log_routing import log_handlers
 from mjdist.launch.plan import LaunchPlan
 from mjdist.launch.watchdog import HangWatchdog
@@ -119,6 +120,7 @@ def _launch_ranks(
     with (
         tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file,
         tempfile.NamedTemporaryFile(prefix="mjdist-progress-", suffix=".log") as progress_file,
+        plain_data_log_server(),
     ):
         hosts = list(plan.hosts)
         launcher = torchrunx.Launcher(
