@@ -210,3 +210,42 @@ def test_launch_survives_an_attack_on_every_port(tmp_path: Path) -> None:
     assert "rank 0 went on" in after_attack
     assert any(line.startswith("[rank 1]") and "rank 1 went on" in line for line in after_attack.splitlines())
     assert "Dropped a log record from 127.0.0.1:" in job.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        pytest.param(
+            [
+                str(TRAIN),
+                "cartpole-balance",
+                "--gpu-ids",
+                "None",
+                "--env.num-envs",
+                "64",
+                "--agent.max-iterations",
+                "2",
+            ],
+            [],
+            id="train",
+        ),
+        pytest.param(
+            [sys.executable, "-c", "import time, mjdist; mjdist.launch(time.sleep, 5, gpu_ids=None)"],
+            [("launcher", "loopback")],  # the gloo socket of its group of one
+            id="launch",
+        ),
+    ],
+)
+def test_one_process_listens_on_loopback_at_most(
+    command: list[str], expected: list[tuple[str, str]], tmp_path: Path
+) -> None:
+    console = tmp_path / "console.txt"
+    with console.open("w") as stderr:
+        job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=subprocess_env(), cwd=tmp_path)
+        seen: set[tuple[str, str]] = set()
+        while job.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                seen |= {(listener.role, listener.scope) for listener in job_listeners(job.pid)}
+            time.sleep(0.2)
+    assert job.returncode == 0, console.read_text()
+    assert sorted(seen) == expected
