@@ -156,6 +156,7 @@ def test_random_bytes_and_oversized_frames_close_only_their_connection(
         ({"msg": frozenset()}, "holds a frozenset"),
         ({1: "x"}, "sets the attribute 1"),
         ({"getMessage": "x"}, "sets the attribute 'getMessage'"),
+        ({"msg": "x", "exc_info": ("ValueError", "boom", None)}, "carries exc_info"),
         ({"msg": WorkerLogRecord}, "names torchrunx.utils.log_streaming.WorkerLogRecord"),
     ],
 )

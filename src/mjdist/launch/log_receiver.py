@@ -57,7 +57,7 @@ class _PlainDataUnpickler(pickle.Unpickler):
 
 def decode_record(frame: bytes) -> dict[str, object]:
     """The record attributes in one frame's pickle; NotPlainData unless it is a dict of plain data with string
-    keys that shadow no LogRecord method."""
+    keys that shadow no LogRecord method, and without ``exc_info`` (SocketHandler sends the formatted text)."""
     try:
         attributes = _PlainDataUnpickler(io.BytesIO(frame)).load()
     except NotPlainData:
@@ -67,6 +67,8 @@ def decode_record(frame: bytes) -> dict[str, object]:
     if type(attributes) is not dict:
         raise NotPlainData(f"it is a {type(attributes).__name__}, not a dict")
     _check_plain(attributes)
+    if attributes.get("exc_info") is not None:  # formatters would read it as a traceback
+        raise NotPlainData("it carries exc_info, which a SocketHandler never sends")
     for key in attributes:
         if type(key) is not str or callable(getattr(logging.LogRecord, key, None)):
             raise NotPlainData(f"it sets the attribute {key!r}")
