@@ -165,11 +165,17 @@ def test_only_a_dict_of_plain_data_decodes(payload: object, reason: str) -> None
         decode_record(pickle.dumps(payload))
 
 
-def test_shared_references_decode_in_linear_time() -> None:
+def test_shared_references_and_cycles_that_expand_past_a_record_are_refused() -> None:
     nested: list[object] = ["leaf"]
-    for _ in range(200):  # 2**200 paths through 200 lists
+    for _ in range(200):  # 2**200 paths through 200 lists: formatting it would never end
         nested = [nested, nested]
-    assert decode_record(pickle.dumps({"msg": "x", "nested": nested}))["msg"] == "x"
+    cycle: list[object] = []
+    cycle.append(cycle)
+    long_line = "x" * 1024
+    for attribute in (nested, cycle, [long_line] * 20_000):  # the last: 20 MiB of text from a 1 KiB string
+        with pytest.raises(NotPlainData, match="expands past the size of a log record"):
+            decode_record(pickle.dumps({"msg": "x", "extra": attribute}))
+    assert decode_record(pickle.dumps({"msg": "x", "extra": [long_line] * 1_000}))["msg"] == "x"
 
 
 def test_the_swap_lasts_only_while_open_and_refuses_an_unknown_torchrunx(monkeypatch: pytest.MonkeyPatch) -> None:

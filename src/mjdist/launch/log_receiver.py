@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 PLAIN_TYPES = (dict, list, tuple, str, int, float, bool, type(None))
 """What a decoded log record may hold (a SocketHandler's pickle of ``record.__dict__`` holds nothing else)."""
 MAX_RECORD_BYTES = 16 * 1024 * 1024
-"""A longer frame is no log record: the connection is closed (its framing cannot be trusted any more)."""
+"""A longer frame is no log record: the connection is closed (its framing cannot be trusted any more). A
+record's values may not add up to more characters either."""
+MAX_RECORD_ITEMS = 100_000
+"""The most values (containers, strings, numbers) a record may hold, counting each reference."""
 TORCHRUNX_CHECKED = "0.4.0"
 """The torchrunx release whose log server this module was checked against: ``start_logging_server`` builds
 ``_LogRecordSocketReceiver(host=..., port=..., handlers=...)`` from the module's globals."""
@@ -76,17 +79,20 @@ def decode_record(frame: bytes) -> dict[str, object]:
 
 
 def _check_plain(value: object) -> None:
-    """Raise NotPlainData if anything reachable from ``value`` is not plain data (each object visited once, so
-    shared references and cycles cost no more than their size)."""
-    seen: set[int] = set()
+    """Raise NotPlainData if anything reachable from ``value`` is not plain data, or if it expands (counting every
+    reference, as formatting it would) past MAX_RECORD_ITEMS items or MAX_RECORD_BYTES characters: a small pickle
+    of shared references or of a cycle stands for a huge or endless text."""
+    items, characters = 0, 0
     pending = [value]
     while pending:
         item = pending.pop()
         if type(item) not in PLAIN_TYPES:
             raise NotPlainData(f"it holds a {type(item).__name__}")
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
+        items += 1
+        if isinstance(item, str):
+            characters += len(item)
+        if items > MAX_RECORD_ITEMS or characters > MAX_RECORD_BYTES:
+            raise NotPlainData("it expands past the size of a log record (shared references or a cycle)")
         if isinstance(item, dict):
             pending.extend(item.keys())
             pending.extend(item.values())
