@@ -13,7 +13,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import pickle
 import socket
 import struct
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import REPO, TRAIN, subprocess_env
+from conftest import REPO, TRAIN, subprocess_env, touch_pickle
 
 from mjdist.launch.loopback import loopback_interface
 
@@ -67,16 +66,6 @@ EXPECTED_CPU_JOB = [
     ("worker", "loopback"),  # gloo: the ranks' group (rank 1)
 ]
 """What a 2-worker CPU job on one host listens on, by process, as docs/security.md lists it."""
-
-
-class _Touch:
-    """Unpickling this runs ``touch PATH``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (f"touch {self.path}",)
 
 
 def _role(process: psutil.Process, launcher: psutil.Process) -> str:
@@ -122,7 +111,7 @@ def attacked(listeners: list[Listener], markers: Path) -> Iterator[None]:
                 if kind == "half-framed":
                     connection.sendall(b"\x00\x00")
                 held.append(connection)
-            payload = pickle.dumps(_Touch(markers / f"ran-{listener.port}"))
+            payload = touch_pickle(markers / f"ran-{listener.port}")
             _send(target, struct.pack(">L", len(payload)) + payload)  # as a SocketHandler frames a record
             _send(target, payload)
             _send(target, os.urandom(4096))
