@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -27,6 +28,19 @@ def run_train(*args: str, timeout: float = 600, **env: str) -> subprocess.Comple
     return subprocess.run(
         [str(TRAIN), *args], capture_output=True, text=True, timeout=timeout, env=subprocess_env(**env), cwd=REPO
     )
+
+
+class _TouchOnUnpickle:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+def touch_pickle(marker: Path) -> bytes:
+    """A pickle whose full unpickling runs ``os.system("touch <marker>")``: the file proves that code ran."""
+    return pickle.dumps(_TouchOnUnpickle(marker))
 
 
 @pytest.fixture

@@ -43,3 +43,22 @@ def nap(stamp_dir: str) -> int:
     (Path(stamp_dir) / str(dist.get_rank())).write_text(str(os.getpid()))
     time.sleep(120)
     return dist.get_rank()
+
+
+def wait_for_go(stamp_dir: str) -> dict:
+    """Write ``<stamp_dir>/ready-<rank>``, wait (up to two minutes) for ``<stamp_dir>/go``, then log a warning
+    from every rank and return the rank, an all-reduced sum over the ranks and the rank's gloo interface."""
+    import logging
+
+    import torch
+    import torch.distributed as dist
+
+    rank = dist.get_rank()
+    (Path(stamp_dir) / f"ready-{rank}").write_text(str(os.getpid()))
+    deadline = time.monotonic() + 120
+    while not (Path(stamp_dir) / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    total = torch.tensor([1.0])
+    dist.all_reduce(total)
+    logging.getLogger("rank_functions").warning("rank %d went on", rank)
+    return {"rank": rank, "sum": total.item(), "gloo_interface": os.environ.get("GLOO_SOCKET_IFNAME")}

@@ -99,11 +99,15 @@ def _process_group(device: str) -> Iterator[None]:
     """The group torchrunx made for several ranks; for this process alone, a group of one, removed afterwards."""
     import torch.distributed as dist
 
+    from mjdist.launch.hosts import LOCALHOST
+    from mjdist.launch.loopback import gloo_on_loopback
+
     if dist.is_initialized():
         yield
         return
     backend = "nccl" if device.startswith("cuda") else "gloo"
-    dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+    with gloo_on_loopback((LOCALHOST,)):  # a group of one has no peers: its gloo socket need not leave this host
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     try:
         yield
     finally:

@@ -21,7 +21,9 @@ import torchrunx
 
 from mjdist.errors import RankFailedError
 from mjdist.launch import heartbeat
+from mjdist.launch.log_receiver import plain_data_log_server
 from mjdist.launch.log_routing import log_handlers
+from mjdist.launch.loopback import gloo_on_loopback
 from mjdist.launch.plan import LaunchPlan
 from mjdist.launch.watchdog import HangWatchdog
 from mjdist.launch.worker import RankFunction, call_in_rank, first_line, pack_job, run_worker
@@ -117,6 +119,8 @@ def _launch_ranks(plan: LaunchPlan, job: bytes, stopped: str, timeout_s: float) 
     with (
         tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file,
         tempfile.NamedTemporaryFile(prefix="mjdist-progress-", suffix=".log") as progress_file,
+        plain_data_log_server(),
+        gloo_on_loopback(plan.hosts),
     ):
         hosts = list(plan.hosts)
         launcher = torchrunx.Launcher(
