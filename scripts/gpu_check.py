@@ -335,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     if not python.exists() or missing:
         return _fail(f"--python {args.python}: no {' '.join(missing) or 'interpreter'} there; name the python of a "
                      f"venv with mjdist installed (scripts/install-offline makes one)")  # fmt: skip
+    if args.gpus is not None and args.gpus < 1:
+        return _fail(f"--gpus must be at least 1, got {args.gpus}")
     if args.dry_run and args.gpus is not None:
         gpus: list[str] = []
     else:
