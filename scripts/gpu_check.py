@@ -244,11 +244,14 @@ class Runner:
             process.wait()
 
     def stop_all(self) -> None:
-        """Stop and reap every process this runner started (and, if it did not exit, its process group)."""
+        """Stop and reap every process this runner started, and kill what is left of its process group (workers
+        of a launcher that did not stop them)."""
         for process in self.started:
             self.stop(process)
-            with contextlib.suppress(ProcessLookupError):  # already gone
-                os.killpg(process.pid, signal.SIGKILL)  # stragglers: workers left behind by a killed launcher
+            if _group_members(process.pid):
+                log.warning("killing what is left of %s's process group", process.args[0])
+                with contextlib.suppress(ProcessLookupError):  # gone meanwhile
+                    os.killpg(process.pid, signal.SIGKILL)
 
     def frames(self, video: str | None) -> int | None:
         """Frames in the mp4 ``video`` (decoded with imageio-ffmpeg's ffmpeg), or None without one."""
@@ -302,6 +305,17 @@ def _contexts_of(pid: int) -> set[str]:
     return context_gpus(query.stdout, _descendants(pid))
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Processes still in process group ``pgid`` (from /proc)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(stat.parent.name))
+    return members
+
+
 def _descendants(pid: int) -> set[int]:
     found, frontier = {pid}, [pid]
     while frontier:
@@ -352,7 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"gpus": count, "budget_s": plan_budget_s(steps), "steps": [asdict(s) for s in steps]}))
         return 0
     log.info("%d steps, at most %.0f s; logs in %s", len(steps), plan_budget_s(steps), work / "logs")
-    outcomes = run_plan(steps, Runner(work, python))
+    try:
+        outcomes = run_plan(steps, Runner(work, python))
+    except KeyboardInterrupt:
+        log.error("interrupted: every process it started is stopped; logs in %s", work / "logs")
+        return 130
     summary = summarize(outcomes, gpus)
     results.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")

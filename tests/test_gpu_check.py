@@ -163,7 +163,24 @@ def test_a_step_past_its_limit_is_interrupted_then_killed(tmp_path: Path) -> Non
     assert outcome.returncode == -9 and not outcome.ok()
     child = int((tmp_path / "logs" / "stubborn.log").read_text().split()[0])
     time.sleep(0.5)
-    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+    assert (
+        not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/stat").read_text().rsplit(")")[1].split()[0] == "Z"
+    )
+
+
+def test_workers_left_behind_by_a_launcher_are_killed(tmp_path: Path) -> None:
+    """A step that exits and leaves a process in its group (as a killed launcher's workers would) ends the plan
+    with that process killed."""
+    orphaning = (
+        "import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']).pid)"
+    )
+    run_plan([_python_step("orphaning", orphaning)], Runner(tmp_path, PYTHON))
+    orphan = int((tmp_path / "logs" / "orphaning.log").read_text())
+    time.sleep(0.5)
+    assert (
+        not Path(f"/proc/{orphan}").exists()
+        or Path(f"/proc/{orphan}/stat").read_text().rsplit(")")[1].split()[0] == "Z"
+    )
 
 
 def test_every_started_process_is_stopped_when_the_check_fails(tmp_path: Path) -> None:
