@@ -138,6 +138,12 @@ def test_a_bad_gpu_count_is_one_line(capsys) -> None:
     assert capsys.readouterr().err == "gpu-check: error: --gpus must be at least 1, got 0\n"
 
 
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie left for its new parent to reap counts)."""
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")")[1].split()[0] == "Z"
+
+
 def _python_step(name: str, code: str, timeout_s: float = 60, **flags) -> Step:
     return Step(name, (sys.executable, "-c", code), timeout_s, **flags)
 
@@ -163,9 +169,7 @@ def test_a_step_past_its_limit_is_interrupted_then_killed(tmp_path: Path) -> Non
     assert outcome.returncode == -9 and not outcome.ok()
     child = int((tmp_path / "logs" / "stubborn.log").read_text().split()[0])
     time.sleep(0.5)
-    assert (
-        not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/stat").read_text().rsplit(")")[1].split()[0] == "Z"
-    )
+    assert _gone(child)
 
 
 def test_workers_left_behind_by_a_launcher_are_killed(tmp_path: Path) -> None:
@@ -177,10 +181,7 @@ def test_workers_left_behind_by_a_launcher_are_killed(tmp_path: Path) -> None:
     run_plan([_python_step("orphaning", orphaning)], Runner(tmp_path, PYTHON))
     orphan = int((tmp_path / "logs" / "orphaning.log").read_text())
     time.sleep(0.5)
-    assert (
-        not Path(f"/proc/{orphan}").exists()
-        or Path(f"/proc/{orphan}/stat").read_text().rsplit(")")[1].split()[0] == "Z"
-    )
+    assert _gone(orphan)
 
 
 def test_every_started_process_is_stopped_when_the_check_fails(tmp_path: Path) -> None:
