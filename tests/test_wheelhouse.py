@@ -42,59 +42,37 @@ NO_NETWORK = {
 }
 """Any download would go to a closed port."""
 LOCK = REPO / "uv.lock"
+LINUX_312 = Target("3.12", "manylinux_2_28_x86_64")
 
 
-def _names(pins: list[str]) -> set[str]:
-    return {pin.split("==")[0] for pin in pins}
+def _pinned(pruned: frozenset[str] = frozenset(), gpu_check: bool = False, target: Target = LINUX_312) -> set[str]:
+    """Names the wheelhouse would download for ``target``."""
+    return {pin.split("==")[0] for pin in pinned_requirements(export_lock(set(pruned), gpu_check), target)}
 
 
 def test_have_and_exclude_leave_out_what_the_node_has_and_what_only_that_needs() -> None:
-    freeze = "# comment\nNumPy==2.1.0\nmatplotlib @ file:///wheels/matplotlib.whl\n-e git+https://x/y#egg=z\n\ntorch==2.11.0+cu130\nnot-in-the-lock==1\n"
+    freeze = "\n".join(["# comment", "NumPy==2.1.0", "matplotlib @ file:///wheels/matplotlib.whl",
+                        "-e git+https://x/y#egg=z", "", "torch==2.11.0+cu130", "not-in-the-lock==1"])  # fmt: skip
     have = freeze_names(freeze)
     assert have == {"numpy", "matplotlib", "torch", "not-in-the-lock"}
-    pruned = left_out(locked_names(LOCK), have, ["nvidia-*", "triton", "mjdist"])
+    pruned = frozenset(left_out(locked_names(LOCK), have, ["nvidia-*", "triton", "mjdist"]))
     assert {"numpy", "matplotlib", "torch", "triton", "nvidia-cublas"} <= pruned
     assert "not-in-the-lock" not in pruned and "mjdist" not in pruned  # only locked names; never mjdist itself
-    everything = _names(
-        pinned_requirements(export_lock(set(), gpu_check=False), Target("3.12", "manylinux_2_28_x86_64"))
-    )
-    pins = pinned_requirements(export_lock(pruned, gpu_check=False), Target("3.12", "manylinux_2_28_x86_64"))
-    names = _names(pins)
-    assert {"torch", "numpy", "matplotlib", "kiwisolver", "nvidia-cublas", "triton"} <= everything
-    assert not {"torch", "numpy", "matplotlib", "kiwisolver", "nvidia-cublas", "triton"} & names
-    assert {
-        "warp-lang",
-        "mujoco-warp",
-        "rsl-rl-lib",
-        "torchrunx",
-        "tyro",
-        "wandb",
-        "pyopengl",
-        "imageio-ffmpeg",
-    } <= names
+    the_node_has = {"torch", "numpy", "matplotlib", "kiwisolver", "nvidia-cublas", "triton"}  # kiwisolver: matplotlib's
+    assert the_node_has <= _pinned()
+    names = _pinned(pruned)
+    assert not the_node_has & names
+    assert {"warp-lang", "mujoco-warp", "rsl-rl-lib", "torchrunx", "tyro", "wandb", "pyopengl"} <= names
     assert not {"pytest", "ruff", "mkdocs"} & names  # runtime only
-    assert "pytest" in _names(
-        pinned_requirements(export_lock(pruned, gpu_check=True), Target("3.12", "manylinux_2_28_x86_64"))
-    )
+    assert "pytest" in _pinned(pruned, gpu_check=True)
 
 
 def test_markers_are_those_of_the_target_not_of_this_machine() -> None:
     exported = export_lock(set(), gpu_check=False)
-    locked = {p["name"]: p["version"] for p in tomllib.loads(LOCK.read_text())["package"] if p["name"] == "deprecated"}
-    assert len(exported.splitlines()) > 50 and locked
-    by_python = {
-        python: [
-            pin
-            for pin in pinned_requirements(exported, Target(python, "manylinux_2_28_x86_64"))
-            if pin.startswith("numpy==")
-        ]
-        for python in ("3.11", "3.12")
-    }
-    assert by_python["3.11"] != by_python["3.12"]  # numpy is locked per Python version
-    mac = _names(pinned_requirements(exported, Target("3.12", "macosx_14_0_arm64")))
-    assert "nvidia-cublas" not in mac and "nvidia-cublas" in _names(
-        pinned_requirements(exported, Target("3.12", "manylinux_2_28_x86_64"))
-    )
+    numpy = {python: [pin for pin in pinned_requirements(exported, Target(python, "manylinux_2_28_x86_64"))
+                      if pin.startswith("numpy==")] for python in ("3.11", "3.12")}  # fmt: skip
+    assert len(numpy["3.11"]) == len(numpy["3.12"]) == 1 and numpy["3.11"] != numpy["3.12"]  # locked per Python
+    assert "nvidia-cublas" in _pinned() and "nvidia-cublas" not in _pinned(target=Target("3.12", "macosx_14_0_arm64"))
 
 
 def test_the_manifest_lists_every_wheel_and_splits_those_above_the_cap(tmp_path: Path) -> None:
