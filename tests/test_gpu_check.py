@@ -3,6 +3,8 @@ processes, its frame counter and output parsing, on the CPU."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import subprocess
@@ -31,6 +33,7 @@ from gpu_check import (
 from gpu_check_outputs import Outcome, context_gpus, play_metrics, summarize, training_metrics
 
 from mjdist.cli import bench
+from mjdist.launch.machine import Machine
 
 PYTHON = Path(sys.executable)
 GPU_CHECK = str(REPO / "scripts" / "gpu-check")
@@ -87,11 +90,13 @@ def test_the_budget_is_a_constant_each_plan_keeps() -> None:
 
 
 def test_the_bench_steps_run_on_a_machine_with_one_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With one visible GPU (faked), the plan's bench commands resolve their devices (they used to ask for
-    --ranks 2, i.e. GPUs 0 and 1, and exit 2)."""
-    monkeypatch.setattr("mjdist.bench.devices.cuda_device_count", lambda visible: 1)
+    """With one visible GPU (a faked machine snapshot), the plan's bench commands resolve their devices (they used
+    to ask for --ranks 2, i.e. GPUs 0 and 1, and exit 2); the measuring itself is left out."""
+    monkeypatch.setattr("mjdist.bench.devices.read_machine", lambda: Machine(None, 1, 16))
     measured = []
     monkeypatch.setattr(bench, "_measure", lambda cfg, devices: measured.append(devices.kind) or 0)
+    bootstrap = importlib.import_module("mjdist.launch.bootstrap")  # (mjdist.launch is also a function's name)
+    monkeypatch.setattr(bootstrap, "enter_device", lambda plan: contextlib.nullcontext())
     for step in _plan(1) + _plan(1, quick=True):
         if Path(step.argv[0]).name == "bench":
             assert bench.main(list(step.argv[1:])) == 0, step.name
