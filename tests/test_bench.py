@@ -278,7 +278,7 @@ def test_cuda_without_a_gpu_is_one_line(
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert main(["physics", "--device", "cuda", "--results", str(tmp_path / "results.jsonl")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("bench: error: --device cuda with --ranks 2: ") and "needs a GPU" in err
+    assert err.startswith("bench: error: --device cuda with --ranks 1: ") and "needs a GPU" in err
     assert not (tmp_path / "results.jsonl").exists()
 
 

@@ -120,6 +120,7 @@ def test_the_counter_sees_the_syncs_of_index_based_resets(monkeypatch: pytest.Mo
 def test_env_steps_make_no_host_syncs_on_a_gpu(task: str) -> None:
     """CUDA's own check: any synchronizing call in the steps raises."""
     env = make_env(task, "cuda:0")
+    assert env._graph is not None, "the physics step was not captured as a graph (the steps would run eagerly)"
     logger = make_logger(env)
     rollout = steps(env, logger)
     next(rollout)  # the first step may allocate and load (not part of the steady state)

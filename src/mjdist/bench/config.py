@@ -96,6 +96,11 @@ class BenchConfig:
         """The benchmarks to run, in the canonical order."""
         return tuple(name for name in BENCHMARKS if not self.benchmarks or name in self.benchmarks)
 
+    def ranks_needed(self) -> int:
+        """The most ranks the selected benchmarks start: --ranks for scaling, launch and sync; physics, env and
+        train use one."""
+        return self.ranks if {"scaling", "launch", "sync"} & set(self.selected()) else 1
+
     def validate(self, tasks: tuple[str, ...]) -> None:
         """Raise ValueError (one line, naming the flag) for input that cannot be measured."""
         if self.report:

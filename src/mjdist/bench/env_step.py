@@ -61,6 +61,8 @@ class PhysicsClock:
     def __init__(self, env: MjWarpEnv) -> None:
         self._simulate = env.simulate
         self._cuda = env.device.type == "cuda"
+        self._stream = torch.cuda.current_stream(env.device) if self._cuda else None
+        """The stream the env's physics runs on (torch's current stream on the env's device, as in the env)."""
         self._pool = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
                       for _ in range(EVENT_POOL if self._cuda else 0)]  # fmt: skip
         self._recorded = 0
@@ -72,9 +74,9 @@ class PhysicsClock:
             if self._recorded == len(self._pool):
                 self._read_events()
             start, end = self._pool[self._recorded]
-            start.record()
+            start.record(self._stream)
             self._simulate()
-            end.record()
+            end.record(self._stream)
             self._recorded += 1
             return
         start_s = time.perf_counter()

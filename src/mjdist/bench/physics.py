@@ -7,6 +7,7 @@ of every world; rates count worlds x steps per second.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import mujoco
@@ -26,6 +27,8 @@ ROLLOUT_STEPS_PER_CALL = 2**14
 """Worlds x physics steps that one mujoco.rollout call aims at: enough that its fixed cost (argument checks,
 thread-pool dispatch) stays small, few enough that its recorded states stay small."""
 
+log = logging.getLogger(__name__)
+
 
 class WarpPhysics:
     """``num_envs`` MuJoCo-Warp worlds of a model on ``device``, advanced one control step at a time."""
@@ -40,6 +43,8 @@ class WarpPhysics:
             )
             mjw.step(self.model, self.data)  # compiles (or loads) every kernel before any capture
             self.graph = self._capture() if graph else None
+        self.graph_capture = self.graph is not None
+        """Whether the control step replays a captured graph (False when asked not to, or without a memory pool)."""
 
     def run(self, control_steps: int) -> None:
         """Advance every world ``control_steps`` control steps and wait until the device is done."""
@@ -55,7 +60,12 @@ class WarpPhysics:
         for _ in range(self.decimation):
             mjw.step(self.model, self.data)
 
-    def _capture(self) -> wp.Graph:
+    def _capture(self) -> wp.Graph | None:
+        """The control step as a Warp graph; None (with a warning) on a GPU without Warp's memory pool, where
+        mjw.step's allocations would fail the capture (as in the env's core)."""
+        if self.device.is_cuda and not wp.is_mempool_enabled(self.device):
+            log.warning("%s has no CUDA memory pool for Warp: measuring physics without graph capture", self.device)
+            return None
         wp.synchronize_device(self.device)
         with wp.ScopedCapture() as capture:
             self._control_step()
@@ -111,7 +121,7 @@ def run_physics(spec: TaskSpec, cfg: BenchConfig, device: str, record: Recorder)
         for graph in cfg.physics.graph_capture:
             warp = WarpPhysics(mj_model, spec.env, num_envs, device, graph)
             timings = time_repetitions(warp.run, cfg.duration, cfg.repetitions)
-            engine = {"engine": "mujoco_warp", "device": device, "graph_capture": graph, "threads": None}
+            engine = {"engine": "mujoco_warp", "device": device, "graph_capture": warp.graph_capture, "threads": None}
             record(
                 "physics", _config(engine, num_envs, decimation, timings.units), _metrics(timings, num_envs, decimation)
             )

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.report:
             records = read_records(cfg.results)
         else:
-            devices = bench_devices(cfg.device, cfg.ranks)
+            devices = bench_devices(cfg.device, cfg.ranks_needed())
     except (ValueError, DeviceSelectionError) as error:
         return fail_usage(PROG, str(error))
     if cfg.report:
