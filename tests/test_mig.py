@@ -67,3 +67,28 @@ def test_a_later_mig_instance_is_refused_once_cuda_started() -> None:
     message = str(refused.value)
     assert message.startswith(f"--gpu-ids 1 selects MIG instance {MIG_B}, but CUDA already started in this process")
     assert "\n" not in message
+
+
+def test_rank_mode_on_mig_refuses_a_second_local_rank() -> None:
+    """Under torchrun, LOCAL_RANK=1 would pick cuda:1, but a CUDA process sees one MIG instance only."""
+    from mjdist.launch.identity import RankIdentity
+    from mjdist.launch.plan import plan_scheduler_rank
+
+    machine = Machine(f"{MIG_A},{MIG_B}", 1, 2)
+    first = plan_scheduler_rank("cartpole-balance", DeviceRequest(), RankIdentity(0, 2, 0, 2), machine, 42)
+    assert first.ranks[0].device == "cuda:0" and first.ranks[0].physical_gpu == MIG_A
+    with pytest.raises(DeviceSelectionError) as refused:
+        plan_scheduler_rank("cartpole-balance", DeviceRequest(), RankIdentity(1, 2, 1, 2), machine, 42)
+    message = str(refused.value)
+    assert message.startswith("LOCAL_RANK=1 on MIG instances: a CUDA process sees only the first MIG instance")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("visible", ["GPU-aaaa,GPU-bbbb", f"{MIG_A}"])
+def test_hosts_refuse_gpus_named_by_uuid(visible: str, tmp_path: Path) -> None:
+    """UUIDs and MIG ids name GPUs of this host only: copied to other hosts they would name nothing (or others')."""
+    cfg = TrainConfig(env=BALANCE.env, agent=BALANCE.agent, log_root=tmp_path, hosts=("node-a", "node-b"))
+    with pytest.raises(DeviceSelectionError) as refused:
+        plan_training(BALANCE, cfg, DeviceRequest((0,)), Machine(visible, 2, 2), os.environ, datetime.datetime.now())
+    message = str(refused.value)
+    assert message.startswith("--hosts with CUDA_VISIBLE_DEVICES naming UUIDs or MIG instances") and "\n" not in message
