@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import logging
 
 import torch
 from rsl_rl.utils import resolve_class, resolve_obs_groups
@@ -10,6 +13,8 @@ from rsl_rl.utils import resolve_class, resolve_obs_groups
 from mjdist.checkpoints import Checkpoint, CheckpointError
 from mjdist.envs.vec_env import RslRlVecEnv
 from mjdist.play.evaluation import Actor
+
+log = logging.getLogger(__name__)
 
 
 def load_policy(vec_env: RslRlVecEnv, checkpoint: Checkpoint, device: str) -> Actor:
@@ -19,7 +24,9 @@ def load_policy(vec_env: RslRlVecEnv, checkpoint: Checkpoint, device: str) -> Ac
     if train_cfg is None:
         raise CheckpointError(f"checkpoint {checkpoint.path} does not record the train_cfg that built its networks")
     observations = vec_env.get_observations()
-    obs_groups = resolve_obs_groups(observations, train_cfg["obs_groups"], ["actor", "critic"])
+    with contextlib.redirect_stdout(io.StringIO()) as printed:  # rsl_rl prints the groups it resolved
+        obs_groups = resolve_obs_groups(observations, train_cfg["obs_groups"], ["actor", "critic"])
+    log.debug("%s", printed.getvalue().strip())
     actor_class, actor_cfg = resolve_class(train_cfg["actor"])
     policy = actor_class(observations, obs_groups, "actor", vec_env.num_actions, **actor_cfg).to(device)
     try:
