@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,16 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, **extra}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HELPERS), os.environ.get("PYTHONPATH")]))
     return env
+
+
+def read_strict_json(path: Path) -> Any:
+    """``path`` parsed as strict JSON (RFC 8259): ``NaN``, ``Infinity`` and ``-Infinity``, which Python's json
+    module reads and writes by default, are refused."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{path} is not strict JSON: it contains {constant}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
 
 
 def run_train(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import read_strict_json
 
 from mjdist.checkpoints import CheckpointError
 from mjdist.cli import train as train_cli
@@ -110,6 +111,23 @@ def test_a_run_that_fails_before_any_iteration(monkeypatch: pytest.MonkeyPatch, 
     assert code == 1 and summary is not None
     assert summary["status"] == "failed" and summary["iterations"] == 0
     assert summary["env_steps_per_s"] is None and summary["mean_reward"] is None and summary["checkpoints"] == []
+
+
+def test_the_summary_is_strict_json_with_null_for_numbers_that_are_not_finite(
+    monkeypatch: pytest.MonkeyPatch, log_root: Path
+) -> None:
+    diverged = TrainingMetrics(iterations=2, env_steps_per_s=float("inf"), mean_reward=float("nan"),
+                               mean_episode_length=float("-inf"))  # fmt: skip
+
+    def diverge(plan):
+        write_progress(plan, diverged, wall_time_s=1.0)
+        raise RankFailedError("rank 0: TrainingFailure: the policy's parameters are not finite")
+
+    code, _ = train_with(monkeypatch, log_root, diverge)
+    (path,) = log_root.rglob(SUMMARY_FILE)
+    summary = read_strict_json(path)
+    assert code == 1 and summary["status"] == "failed" and summary["iterations"] == 2
+    assert (summary["env_steps_per_s"], summary["mean_reward"], summary["mean_episode_length"]) == (None, None, None)
 
 
 def test_a_refused_checkpoint_writes_nothing(monkeypatch: pytest.MonkeyPatch, log_root: Path) -> None:
