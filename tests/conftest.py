@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -21,6 +22,26 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, **extra}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HELPERS), os.environ.get("PYTHONPATH")]))
     return env
+
+
+IN_CI = os.environ.get("MJDIST_CI") == "1"
+"""Set by .ci/run, which installs and may use everything the tests set up (SLURM, SSH, network namespaces, tmpfs
+mounts, OSMesa)."""
+
+
+def cannot_set_up(reason: str) -> NoReturn:
+    """A test's infrastructure is missing or failed to start: a skip on a developer's machine, a failure in CI,
+    which provides it precisely so that the test runs."""
+    if IN_CI:
+        pytest.fail(f"{reason} (MJDIST_CI=1: CI provides this, so the test must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def osmesa() -> None:
+    """Headless rendering with OSMesa (Debian: libosmesa6), which .ci/run installs."""
+    if ctypes.util.find_library("OSMesa") is None:
+        cannot_set_up("headless rendering needs OSMesa (Debian: libosmesa6)")
 
 
 def read_strict_json(path: Path) -> Any:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import HELPERS, REPO, subprocess_env
+from conftest import HELPERS, REPO, cannot_set_up, subprocess_env
 from test_interrupt import assert_saved_last_completed_iteration
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,7 @@ def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHosts]:
     reason = _skip_reason()
     if reason:
         print(f"SKIP: {reason}")
-        pytest.skip(reason)
+        cannot_set_up(reason)
     work = tmp_path_factory.mktemp("ssh-hosts")
     namespaces = (f"mjd{os.getpid()}n0", f"mjd{os.getpid()}n1")
     veth = (f"mjd{os.getpid()}a"[-15:], f"mjd{os.getpid()}b"[-15:])
@@ -89,7 +89,7 @@ def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHosts]:
         except subprocess.CalledProcessError as error:
             reason = f"cannot create a network namespace: {error.stderr.strip()}"
             print(f"SKIP: {reason}")
-            pytest.skip(reason)
+            cannot_set_up(reason)
         _sh("ip", "netns", "add", namespaces[1])
         _sh("ip", "link", "add", veth[0], "type", "veth", "peer", "name", veth[1])
         for namespace, end, address in zip(namespaces, veth, ADDRESSES, strict=True):

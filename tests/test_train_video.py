@@ -3,7 +3,6 @@ rank computes; the runs also leave their ONNX exports and summary.json."""
 
 from __future__ import annotations
 
-import ctypes.util
 import io
 from pathlib import Path
 
@@ -21,9 +20,7 @@ TASK = "cartpole-balance"
 TINY = ["--gpu-ids", "None", "--env.num-envs", "16", "--agent.num-steps-per-env", "8", "--agent.max-iterations", "3",
         "--agent.save-interval", "2"]  # fmt: skip
 VIDEO = ["--video", "--video-interval", "2", "--video-length", "12", "--video-width", "64", "--video-height", "48"]
-needs_osmesa = pytest.mark.skipif(
-    ctypes.util.find_library("OSMesa") is None, reason="headless rendering needs OSMesa (Debian: libosmesa6)"
-)
+needs_osmesa = pytest.mark.usefixtures("osmesa")
 
 
 def train_run(log_root: Path, *args: str) -> Path:
