@@ -217,6 +217,36 @@ def test_ctrl_c_stops_every_rank_and_raises_keyboard_interrupt(helpers_on_the_ra
     assert survivors == []
 
 
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_stops_every_rank_at_once(helpers_on_the_ranks: None, tmp_path: Path) -> None:
+    from rank_functions import stubborn_nap
+
+    me = psutil.Process()
+    before = {child.pid for child in me.children(recursive=True)}
+
+    def interrupt_twice() -> None:
+        wait_for(lambda: {path.name for path in tmp_path.iterdir()} >= {"0", "1"})
+        os.kill(os.getpid(), signal.SIGINT)  # asks the ranks to stop after their iteration; they nap on
+        wait_for(lambda: {path.name for path in tmp_path.iterdir()} >= {"0.asked", "1.asked"})
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_twice, daemon=True)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt, match="every rank was stopped at once"):  # else they return after a minute
+        mjdist.launch(stubborn_nap, str(tmp_path), gpu_ids=None, cpu_workers=2)
+    interrupter.join(timeout=1)
+    time.sleep(0.5)
+    survivors = [c for c in me.children(recursive=True) if c.pid not in before and c.status() != psutil.STATUS_ZOMBIE]
+    assert survivors == []
+
+
 def _example(name: str, *args: str) -> str:
     result = subprocess.run(
         [sys.executable, str(REPO / "examples" / name), *args],

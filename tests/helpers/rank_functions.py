@@ -43,3 +43,18 @@ def nap(stamp_dir: str) -> int:
     (Path(stamp_dir) / str(dist.get_rank())).write_text(str(os.getpid()))
     time.sleep(120)
     return dist.get_rank()
+
+
+def stubborn_nap(stamp_dir: str) -> int:
+    """Like :func:`nap`, but the first stop request (a KeyboardInterrupt on the rank) only writes
+    ``<stamp_dir>/<rank>.asked`` and naps on, as a rank stuck in a long iteration would."""
+    import torch.distributed as dist
+
+    rank = dist.get_rank()
+    (Path(stamp_dir) / str(rank)).write_text(str(os.getpid()))
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        (Path(stamp_dir) / f"{rank}.asked").write_text("")
+        time.sleep(60)
+    return rank
