@@ -21,7 +21,7 @@ def markerless_kernel_cache(tmp_path: Path) -> Path:
     found there after a launch was written by that launch."""
     import warp as wp
 
-    from mjdist.launch.kernel_cache import MARKER_DIR
+    from mjdist.train.kernel_cache import MARKER_DIR
 
     wp.init()
     cache = tmp_path / "warp-cache"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mjdist import exports
 from mjdist.envs.vec_env import RslRlVecEnv
+from mjdist.rl import exports
 from mjdist.rl.exports import (
     EXPORT_DIR,
     ONNX_INPUT,

@@ -120,7 +120,7 @@ def test_beats_keep_the_watchdog_quiet(clock: Clock) -> None:
     assert observed.watchdog.cause is None
 
 
-def stuck_after_one_beat() -> str:
+def stuck_after_one_beat(ctx: object) -> str:
     """A rank function that starts training, then makes no progress (for longer than the test waits)."""
     heartbeat.beat(0, "started training")
     deadline = time.monotonic() + DEADLINE_S
@@ -129,11 +129,10 @@ def stuck_after_one_beat() -> str:
     return "never stopped"
 
 
-def test_the_single_process_watchdog_stops_a_hung_run(tmp_path: Path, fast_polls: None) -> None:
+def test_the_single_process_watchdog_stops_a_hung_run(fast_polls: None) -> None:
     plan = LaunchPlan(
-        task="stuck", launcher="in-process", world_size=1, backend=None, run_dir=str(tmp_path),
+        name="stuck", launcher="in-process", world_size=1, backend=None, torchrunx_log_dir=None, torch_threads=None,
         ranks=(RankPlan(rank=0, host="localhost", local_rank=0, device="cpu", physical_gpu=None, seed=0),),
-        torchrunx_log_dir=None, torch_threads=None,
     )  # fmt: skip
     with pytest.raises(RankFailedError) as raised:
         run_ranks(plan, stuck_after_one_beat, timeout_s=0.2)
