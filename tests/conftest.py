@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,17 @@ def read_strict_json(path: Path) -> Any:
         raise ValueError(f"{path} is not strict JSON: it contains {constant}")
 
     return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def every_rank_agreed(run_dir: Path, world_size: int) -> dict[str, Any]:
+    """The ``summary.json`` of a finished run of ``world_size`` ranks, checked: every rank's parameter digest came
+    back (``rank_digests``, in rank order), and they are one and the run's ``parameter_digest``."""
+    summary = read_strict_json(run_dir / "summary.json")
+    digests = summary["rank_digests"]
+    assert (summary["status"], summary["world_size"]) == ("finished", world_size), summary
+    assert len(digests) == world_size and all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in digests), digests
+    assert set(digests) == {summary["parameter_digest"]}, digests
+    return summary
 
 
 def run_train(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:

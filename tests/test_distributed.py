@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HELPERS, REPO, run_train, subprocess_env
+from conftest import HELPERS, REPO, every_rank_agreed, run_train, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +67,7 @@ def test_train_command_with_cpu_workers(log_root: Path) -> None:
     assert "env-steps/s (2 ranks x 64 envs = 128)" in result.stderr
     assert "All 2 ranks ended with identical parameters" in result.stderr
     (run_dir,) = (log_root / "cartpole_balance").iterdir()
+    assert every_rank_agreed(run_dir, 2)["hosts"] == ["localhost"]
     (log_dir,) = (run_dir / "torchrunx").iterdir()
     assert {"localhost[0].log", "localhost[1].log"} <= {path.name for path in log_dir.iterdir()}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TRAIN, cannot_set_up, subprocess_env
+from conftest import REPO, TRAIN, cannot_set_up, every_rank_agreed, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -110,5 +110,6 @@ def test_hosts_auto_trains_on_the_slurm_allocation(slurm: dict[str, str], log_ro
     (run_dir,) = (log_root / "cartpole_balance").iterdir()
     launch = yaml.safe_load((run_dir / "params" / "launch.yaml").read_text())
     host = socket.gethostname()
+    assert every_rank_agreed(run_dir, 2)["hosts"] == [host]
     assert launch["hosts"] == [host]  # from scontrol show hostnames, not "localhost"
     assert [(rank["host"], rank["rank"]) for rank in launch["ranks"]] == [(host, 0), (host, 1)]
