@@ -95,3 +95,12 @@ def test_a_failed_rename_removes_the_temporary_file(run_dir: Path, monkeypatch: 
     with pytest.raises(CheckpointWriteError, match=r"model_2\.pt: Permission denied; the earlier checkpoints"):
         write_checkpoint(state(2), run_dir / "model_2.pt")
     assert sorted(path.name for path in run_dir.iterdir()) == ["model_0.pt", "model_1.pt"]
+
+
+def test_an_error_without_a_reason_is_named_by_its_type(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(source: str, target: str) -> None:
+        raise OSError
+
+    monkeypatch.setattr("os.replace", fails)
+    with pytest.raises(CheckpointWriteError, match=r"model_2\.pt: OSError; the earlier checkpoints in "):
+        write_checkpoint(state(2), run_dir / "model_2.pt")

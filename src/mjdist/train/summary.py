@@ -54,10 +54,6 @@ class RunEnd:
         self.status, self.cause = "finished", None
         self.parameter_digest, self.rank_digests = rank_digests[0], tuple(rank_digests)
 
-    def failed(self, cause: str) -> None:
-        """The run failed; ``cause`` is one line."""
-        self.status, self.cause = "failed", cause
-
 
 def write_progress(plan: TrainPlan, metrics: TrainingMetrics, wall_time_s: float) -> None:
     """Rank 0, after each iteration: the summary so far, with ``status: "running"``."""
