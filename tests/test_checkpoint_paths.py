@@ -16,6 +16,7 @@ from mjdist.checkpoints import (
     latest_run,
     list_checkpoints,
     newest_loadable_checkpoint,
+    read_checkpoint,
     resolve_checkpoint,
     write_checkpoint,
 )
@@ -106,3 +107,32 @@ def test_a_checkpoint_is_resolved_from_its_file_or_its_run(tmp_path: Path) -> No
     (tmp_path / "weights.pt").write_bytes(b"")
     with pytest.raises(CheckpointError, match="is not a checkpoint"):
         resolve_checkpoint(tmp_path / "weights.pt", TASK)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ([1, 2], "{path} is not an rsl_rl checkpoint (it holds a list)"),
+        ({"iter": 3, "actor_state_dict": {}}, "{path} is not an rsl_rl checkpoint (missing critic_state_dict, "
+                                              "optimizer_state_dict)"),
+        ({"iter": 3, "actor_state_dict": {}, "critic_state_dict": {}, "optimizer_state_dict": {},
+          "infos": {"task": "cartpole-swingup"}},
+         "checkpoint {path} was trained on task 'cartpole-swingup', not 'cartpole-balance'"),
+    ],
+    ids=["not-a-dict", "missing-parts", "other-task"],
+)  # fmt: skip
+def test_a_file_that_is_not_a_checkpoint_of_the_task_is_refused(tmp_path: Path, content: object, message: str) -> None:
+    path = tmp_path / "model_3.pt"
+    torch.save(content, path)
+    with pytest.raises(CheckpointError) as raised:
+        read_checkpoint(path, TASK)
+    assert str(raised.value) == message.format(path=path)
+
+
+def test_an_unreadable_file_is_refused_in_the_unpicklers_words_without_torchs_advice(tmp_path: Path) -> None:
+    path = tmp_path / "model_3.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError) as raised:
+        read_checkpoint(path, TASK)
+    reason = str(raised.value).removeprefix(f"cannot read checkpoint {path}: ")
+    assert reason != str(raised.value) and reason and "\n" not in reason and "weights_only" not in reason
