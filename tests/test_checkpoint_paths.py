@@ -15,6 +15,7 @@ from mjdist.checkpoints import (
     checkpoint_iteration,
     latest_run,
     list_checkpoints,
+    load_weights_only,
     newest_loadable_checkpoint,
     read_checkpoint,
     resolve_checkpoint,
@@ -136,3 +137,31 @@ def test_an_unreadable_file_is_refused_in_the_unpicklers_words_without_torchs_ad
         read_checkpoint(path, TASK)
     reason = str(raised.value).removeprefix(f"cannot read checkpoint {path}: ")
     assert reason != str(raised.value) and reason and "\n" not in reason and "weights_only" not in reason
+
+
+def test_a_damaged_archive_is_refused_with_the_first_line_of_torchs_error(tmp_path: Path) -> None:
+    path = save(tmp_path / "model_3.pt", 3)
+    path.write_bytes(path.read_bytes()[:200])  # cut off: the zip archive has no central directory
+    with pytest.raises(Exception) as original:
+        torch.load(path, weights_only=True)
+    with pytest.raises(CheckpointError) as raised:
+        read_checkpoint(path, TASK)
+    assert str(raised.value) == f"cannot read checkpoint {path}: {str(original.value).strip().splitlines()[0]}"
+
+
+def test_a_checkpoint_carries_its_whole_state_and_a_train_cfg_only_when_it_is_one(tmp_path: Path) -> None:
+    path = save(tmp_path / "model_3.pt", 3)
+    checkpoint = read_checkpoint(path, TASK)
+    assert (checkpoint.path, checkpoint.iteration, checkpoint.train_cfg) == (path.absolute(), 3, None)
+    assert set(checkpoint.state) == {"actor_state_dict", "critic_state_dict", "infos", "iter", "optimizer_state_dict"}
+    state = {**checkpoint.state, "infos": {"task": TASK, "train_cfg": "not a dict"}}
+    torch.save(state, path)
+    assert read_checkpoint(path, TASK).train_cfg is None
+    torch.save({**state, "infos": {"task": TASK, "train_cfg": {"seed": 1}}}, path)
+    assert read_checkpoint(path, TASK).train_cfg == {"seed": 1}
+
+
+def test_tensors_load_where_map_location_puts_them(tmp_path: Path) -> None:
+    path = save(tmp_path / "model_3.pt", 3)
+    loaded = load_weights_only(path, map_location="meta")
+    assert loaded["actor_state_dict"]["w"].device == torch.device("meta")
