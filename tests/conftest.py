@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes.util
+import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -21,6 +25,40 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, **extra}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HELPERS), os.environ.get("PYTHONPATH")]))
     return env
+
+
+IN_CI = os.environ.get("MJDIST_CI") == "1"
+"""Set by .ci/run, which installs and may use everything the tests set up (SLURM, SSH, network namespaces, tmpfs
+mounts, OSMesa)."""
+
+
+def cannot_set_up(reason: str) -> NoReturn:
+    """A test's infrastructure is missing or failed to start: a skip on a developer's machine, a failure in CI,
+    which provides it precisely so that the test runs."""
+    if IN_CI:
+        pytest.fail(f"{reason} (MJDIST_CI=1: CI provides this, so the test must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def read_strict_json(path: Path) -> Any:
+    """``path`` parsed as strict JSON (RFC 8259): ``NaN``, ``Infinity`` and ``-Infinity``, which Python's json
+    module reads and writes by default, are refused."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{path} is not strict JSON: it contains {constant}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def every_rank_agreed(run_dir: Path, world_size: int) -> dict[str, Any]:
+    """The ``summary.json`` of a finished run of ``world_size`` ranks, checked: every rank's parameter digest came
+    back (``rank_digests``, in rank order), and they are one and the run's ``parameter_digest``."""
+    summary = read_strict_json(run_dir / "summary.json")
+    digests = summary["rank_digests"]
+    assert (summary["status"], summary["world_size"]) == ("finished", world_size), summary
+    assert len(digests) == world_size and all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in digests), digests
+    assert set(digests) == {summary["parameter_digest"]}, digests
+    return summary
 
 
 def run_train(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
@@ -80,12 +118,12 @@ def no_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def osmesa() -> None:
-    """Skip a test that renders on the CPU where libOSMesa cannot (CI installs it; a fresh machine may lack it)."""
+    """A test that renders on the CPU, where libOSMesa can (.ci/run installs it; a fresh machine may lack it)."""
     from mjdist.rendering import INSTALL_OSMESA, osmesa_failure
 
     reason = osmesa_failure()
     if reason is not None:
-        pytest.skip(f"needs libOSMesa to render on the CPU: {reason} ({INSTALL_OSMESA})")
+        cannot_set_up(f"needs libOSMesa to render on the CPU: {reason} ({INSTALL_OSMESA})")
 
 
 TRAINED_ITERATIONS = 50

@@ -193,7 +193,7 @@ def test_launch_returns_each_ranks_value_in_rank_order(helpers_on_the_ranks: Non
         (1, 2, "cpu", 8),
     ]
     assert [r["sum"] for r in two] == [42.0, 42.0]  # (10 + 0) + (10 + 1), times 2
-    assert two[0]["pid"] != two[1]["pid"] != os.getpid()
+    assert len({two[0]["pid"], two[1]["pid"], os.getpid()}) == 3  # each rank in its own process
     (one,) = mjdist.launch(report, 10.0, gpu_ids=None)
     assert (one["rank"], one["world_size"], one["sum"], one["pid"]) == (0, 1, 10.0, os.getpid())
 
@@ -231,6 +231,36 @@ def test_ctrl_c_stops_every_rank_and_raises_keyboard_interrupt(helpers_on_the_ra
     with pytest.raises(KeyboardInterrupt, match="every rank stopped on request"):
         mjdist.launch(nap, str(tmp_path), gpu_ids=None, cpu_workers=2)
     timer.join(timeout=1)
+    time.sleep(0.5)
+    survivors = [c for c in me.children(recursive=True) if c.pid not in before and c.status() != psutil.STATUS_ZOMBIE]
+    assert survivors == []
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_stops_every_rank_at_once(helpers_on_the_ranks: None, tmp_path: Path) -> None:
+    from rank_functions import stubborn_nap
+
+    me = psutil.Process()
+    before = {child.pid for child in me.children(recursive=True)}
+
+    def interrupt_twice() -> None:
+        wait_for(lambda: {path.name for path in tmp_path.iterdir()} >= {"0", "1"})
+        os.kill(os.getpid(), signal.SIGINT)  # asks the ranks to stop after their iteration; they nap on
+        wait_for(lambda: {path.name for path in tmp_path.iterdir()} >= {"0.asked", "1.asked"})
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_twice, daemon=True)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt, match="every rank was stopped at once"):  # else they return after a minute
+        mjdist.launch(stubborn_nap, str(tmp_path), gpu_ids=None, cpu_workers=2)
+    interrupter.join(timeout=1)
     time.sleep(0.5)
     survivors = [c for c in me.children(recursive=True) if c.pid not in before and c.status() != psutil.STATUS_ZOMBIE]
     assert survivors == []

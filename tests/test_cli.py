@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_train
+from conftest import REPO, TRAIN, cannot_set_up, run_train, subprocess_env
 
 from mjdist.cli.train import main
 
@@ -67,19 +72,30 @@ def test_log_root_that_cannot_be_created_is_refused(capsys: pytest.CaptureFixtur
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
-def test_read_only_log_root_is_refused(tmp_path: Path) -> None:
-    read_only = tmp_path / "read-only"
-    read_only.mkdir(mode=0o555)
-    probe = read_only / "probe"
-    try:
-        probe.mkdir()
-        pytest.skip("running with privileges that ignore directory permissions (root)")
-    except PermissionError:
-        pass
-    result = run_train("cartpole-balance", "--log-root", str(read_only / "runs"), "--gpu-ids", "None")
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "not writable" in result.stderr
-    assert list(read_only.iterdir()) == []
+def unprivileged() -> list[str]:
+    """A command prefix that runs a program as nobody when this process is root (whose privileges ignore directory
+    permissions, and CI runs as root); none otherwise."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        cannot_set_up("no setpriv to drop root's privileges (Debian package util-linux)")
+    nobody = pwd.getpwnam("nobody")
+    return [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+
+
+def test_read_only_log_root_is_refused() -> None:
+    with tempfile.TemporaryDirectory() as parent:  # not under pytest's tmp_path, which only root may enter
+        Path(parent).chmod(0o755)
+        read_only = Path(parent) / "read-only"
+        read_only.mkdir(mode=0o555)
+        result = subprocess.run(
+            [*unprivileged(), str(TRAIN), "cartpole-balance", "--log-root", str(read_only / "runs"), "--gpu-ids",
+             "None"], capture_output=True, text=True, timeout=300, env=subprocess_env(), cwd=REPO,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().count("\n") == 0 and "is not writable" in result.stderr
+        assert list(read_only.iterdir()) == []
 
 
 @pytest.mark.slow

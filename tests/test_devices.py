@@ -8,6 +8,7 @@ from mjdist.launch.devices import (
     DeviceRequest,
     DeviceSelection,
     DeviceSelectionError,
+    check_cpu_workers,
     check_gpus_exist,
     resolve_devices,
 )
@@ -192,8 +193,9 @@ def test_default_with_empty_cuda_visible_devices_is_cpu_without_notice(device_co
 )
 def test_default_without_gpu_is_cpu_with_notice(cuda_visible_devices: str | None, facts: list[str]) -> None:
     selection = resolve(cuda_visible_devices=cuda_visible_devices, device_count=0)
-    assert selection.kind == "cpu"
-    assert selection.world_size == 1
+    assert (selection.kind, selection.visible_indices, selection.physical_gpus, selection.world_size) == (
+        "cpu", (), (), 1
+    )  # fmt: skip
     assert selection.notice is not None
     assert "\n" not in selection.notice
     assert selection.notice.startswith("No GPU visible (")
@@ -428,3 +430,20 @@ def test_gpus_named_by_cuda_visible_devices_must_exist_before_training() -> None
         DeviceSelectionError, match=r"CUDA_VISIBLE_DEVICES='2,3' names 2 GPU\(s\), but torch sees only 0"
     ):
         check_gpus_exist(Machine("2,3", 0, 8))
+
+
+# --- more CPU workers than cores -------------------------------------------------------------------------
+
+
+def test_more_cpu_workers_than_usable_cores_are_refused_unless_oversubscribed() -> None:
+    machine = Machine(None, 0, 2)
+    with pytest.raises(DeviceSelectionError) as raised:
+        check_cpu_workers(cpu(3), machine, oversubscribe=False)
+    assert str(raised.value) == (
+        "--cpu-workers 3 is more than the 2 core(s) this process may use; use --cpu-workers auto, or add "
+        "--oversubscribe to start them anyway"
+    )
+    check_cpu_workers(cpu(3), machine, oversubscribe=True)
+    check_cpu_workers(cpu(2), machine, oversubscribe=False)
+    gpus = resolve(gpu_ids=["0", "1", "2"], device_count=3)  # one rank per GPU: cores do not limit them
+    check_cpu_workers(gpus, machine, oversubscribe=False)

@@ -3,28 +3,49 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HELPERS, REPO, run_train, subprocess_env
+from conftest import HELPERS, REPO, every_rank_agreed, run_train, subprocess_env
 
 pytestmark = pytest.mark.slow
 
 
-def test_two_cpu_ranks_stay_identical_and_explore_differently(log_root: Path) -> None:
+@pytest.fixture
+def markerless_kernel_cache(tmp_path: Path) -> Path:
+    """A WARP_CACHE_PATH holding a copy of this machine's compiled kernels but no built-markers, so that a marker
+    found there after a launch was written by that launch."""
+    import warp as wp
+
+    from mjdist.train.kernel_cache import MARKER_DIR
+
+    wp.init()
+    cache = tmp_path / "warp-cache"
+    shutil.copytree(wp.config.kernel_cache_dir, cache / wp.config.version, ignore=shutil.ignore_patterns(MARKER_DIR))
+    return cache
+
+
+def test_two_cpu_ranks_stay_identical_and_explore_differently(log_root: Path, markerless_kernel_cache: Path) -> None:
+    import warp as wp
+
+    marker = cartpole_marker(num_envs=64)
+    launched_marker = markerless_kernel_cache / wp.config.version / marker.relative_to(wp.config.kernel_cache_dir)
+    assert not launched_marker.exists()
     result = subprocess.run(
         [sys.executable, str(HELPERS / "launch_task.py"), str(log_root), "2", "6"],
-        capture_output=True, text=True, timeout=300, env=subprocess_env(), cwd=REPO,
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+        env=subprocess_env(WARP_CACHE_PATH=str(markerless_kernel_cache)),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     ranks = json.loads(result.stdout)
     assert [rank["rank"] for rank in ranks] == [0, 1]
     assert ranks[0]["parameter_digest"] == ranks[1]["parameter_digest"]
     assert ranks[0]["observation_digest"] != ranks[1]["observation_digest"]
-    assert cartpole_marker(num_envs=64).exists()  # the next 2-rank launch builds on both ranks at once
+    assert launched_marker.exists()  # written by this launch: the next 2-rank launch builds on both ranks at once
 
     (run_dir,) = (log_root / "cartpole_balance").iterdir()  # one run directory for both ranks
     assert sorted(p.name for p in run_dir.glob("model_*.pt")) == ["model_0.pt", "model_5.pt"]
@@ -46,6 +67,7 @@ def test_train_command_with_cpu_workers(log_root: Path) -> None:
     assert "env-steps/s (2 ranks x 64 envs = 128)" in result.stderr
     assert "All 2 ranks ended with identical parameters" in result.stderr
     (run_dir,) = (log_root / "cartpole_balance").iterdir()
+    assert every_rank_agreed(run_dir, 2)["hosts"] == ["localhost"]
     (log_dir,) = (run_dir / "torchrunx").iterdir()
     assert {"localhost[0].log", "localhost[1].log"} <= {path.name for path in log_dir.iterdir()}
 

@@ -29,8 +29,8 @@ class Command:
     program: str
     """'train' or 'play'."""
     args: list[str]
-    torchrun: dict[str, str]
-    """torchrun's flags when torchrun starts the command (empty otherwise)."""
+    torchrun: dict[str, str] | None
+    """torchrun's flags when torchrun starts the command (None when it does not)."""
 
 
 def commands_in(script: str, variables: dict[str, str]) -> list[Command]:
@@ -53,9 +53,9 @@ def commands_in(script: str, variables: dict[str, str]) -> list[Command]:
     return found
 
 
-def torchrun_flags(tokens: list[str]) -> dict[str, str]:
+def torchrun_flags(tokens: list[str]) -> dict[str, str] | None:
     if not any(Path(token).name == "torchrun" for token in tokens):
-        return {}
+        return None
     flags = [token for token in tokens if token.startswith("--")]
     return {flag[2:].replace("_", "-"): tokens[tokens.index(flag) + 1] for flag in flags}
 

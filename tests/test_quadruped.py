@@ -14,7 +14,7 @@ import mujoco
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_train, subprocess_env
+from conftest import REPO, every_rank_agreed, run_train, subprocess_env
 from mjdist_tasks.quadruped import DomainRandomization, ObservationNoise, VelocityCommands, VelocityRewards
 from mjdist_tasks.quadruped.env import QuadrupedEnv, quat_rotate_inverse
 
@@ -218,6 +218,8 @@ def test_short_training_runs_end_to_end(log_root: Path, workers: str | None, req
     if workers:
         assert "All 2 ranks ended with identical parameters" in result.stderr
     (run_dir,) = (log_root / "velocity_flat_quadruped").iterdir()
+    if workers:
+        every_rank_agreed(run_dir, 2)
     assert (run_dir / "model_2.pt").is_file() and (run_dir / "exported" / "policy.pt").is_file()
     play = subprocess.run(
         [str(Path(sys.executable).with_name("play")), TASK, "--run", str(run_dir), "--gpu-ids", "None", "--json",

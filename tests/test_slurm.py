@@ -1,7 +1,7 @@
 """``--hosts auto`` inside a real SLURM job: the fixture starts a single-node SLURM (munged, slurmctld, slurmd from
 Debian's slurm-wlm and munge, all state in a temporary directory, ports above 16000), ``srun`` runs ``train``
 in a job there, and torchrunx finds the allocation's host through ``scontrol show hostnames``.
-Without those programs, or without root, the test skips."""
+Without those programs, or without root, the test skips (and fails under MJDIST_CI=1, set by .ci/run)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TRAIN, subprocess_env
+from conftest import REPO, TRAIN, cannot_set_up, every_rank_agreed, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     reason = _skip_reason()
     if reason:
         print(f"SKIP: {reason}")
-        pytest.skip(reason)
+        cannot_set_up(reason)
     work = tmp_path_factory.mktemp("slurm")
     for directory in ("state", "spool"):
         (work / directory).mkdir()
@@ -92,7 +92,7 @@ def _wait_until_idle(env: dict[str, str], work: Path) -> None:
     logs = " | ".join(
         (work / name).read_text()[-500:] for name in ("slurmctld.log", "slurmd.log") if (work / name).exists()
     )
-    pytest.skip(f"single-node SLURM did not come up within {START_TIMEOUT_S:.0f} s: {logs}")
+    cannot_set_up(f"single-node SLURM did not come up within {START_TIMEOUT_S:.0f} s: {logs}")
 
 
 def test_hosts_auto_trains_on_the_slurm_allocation(slurm: dict[str, str], log_root: Path) -> None:
@@ -110,5 +110,6 @@ def test_hosts_auto_trains_on_the_slurm_allocation(slurm: dict[str, str], log_ro
     (run_dir,) = (log_root / "cartpole_balance").iterdir()
     launch = yaml.safe_load((run_dir / "params" / "launch.yaml").read_text())
     host = socket.gethostname()
+    assert every_rank_agreed(run_dir, 2)["hosts"] == [host]
     assert launch["hosts"] == [host]  # from scontrol show hostnames, not "localhost"
     assert [(rank["host"], rank["rank"]) for rank in launch["ranks"]] == [(host, 0), (host, 1)]

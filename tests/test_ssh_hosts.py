@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import HELPERS, REPO, subprocess_env
+from conftest import HELPERS, REPO, cannot_set_up, every_rank_agreed, subprocess_env
 from test_interrupt import assert_saved_last_completed_iteration
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,7 @@ def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHosts]:
     reason = _skip_reason()
     if reason:
         print(f"SKIP: {reason}")
-        pytest.skip(reason)
+        cannot_set_up(reason)
     work = tmp_path_factory.mktemp("ssh-hosts")
     namespaces = (f"mjd{os.getpid()}n0", f"mjd{os.getpid()}n1")
     veth = (f"mjd{os.getpid()}a"[-15:], f"mjd{os.getpid()}b"[-15:])
@@ -89,7 +89,7 @@ def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHosts]:
         except subprocess.CalledProcessError as error:
             reason = f"cannot create a network namespace: {error.stderr.strip()}"
             print(f"SKIP: {reason}")
-            pytest.skip(reason)
+            cannot_set_up(reason)
         _sh("ip", "netns", "add", namespaces[1])
         _sh("ip", "link", "add", veth[0], "type", "veth", "peer", "name", veth[1])
         for namespace, end, address in zip(namespaces, veth, ADDRESSES, strict=True):
@@ -179,6 +179,8 @@ def test_one_rank_on_each_host_trains_with_identical_parameters(two_hosts: TwoHo
     assert ranks[0]["parameter_digest"] == ranks[1]["parameter_digest"]
     assert ranks[0]["observation_digest"] != ranks[1]["observation_digest"]  # seeds 42 and 43
     (run_dir,) = (log_root / "cartpole_balance").iterdir()
+    summary = every_rank_agreed(run_dir, 2)
+    assert summary["hosts"] == list(ADDRESSES) and summary["rank_digests"] == [r["parameter_digest"] for r in ranks]
     (log_dir,) = (run_dir / "torchrunx").iterdir()  # the launcher collects every host's logs
     logs = {path.name for path in log_dir.iterdir()}
     assert {f"{ADDRESSES[0]}[0].log", f"{ADDRESSES[1]}[0].log", f"{ADDRESSES[1]}.log"} <= logs

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import HELPERS, REPO, run_train, subprocess_env
+from conftest import HELPERS, REPO, cannot_set_up, run_train, subprocess_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mjdist.checkpoints import newest_loadable_checkpoint, read_checkpoint
@@ -153,13 +153,14 @@ def test_a_requeued_command_continues_its_run_and_a_finished_one_does_nothing(tm
     assert checkpoints(run_dir) == ["model_0.pt", "model_1.pt"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny tmpfs needs root (CI runs as root)")
 def test_a_full_disk_is_one_line_and_earlier_checkpoints_stay_intact(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        cannot_set_up("mounting a tiny tmpfs needs root (CI runs as root)")
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+        cannot_set_up(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         result = run_train(
             "cartpole-balance", "--log-root", str(disk), *TRAIN_TINY, "--agent.max-iterations", "20",

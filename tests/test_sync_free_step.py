@@ -1,6 +1,7 @@
 """An env step never waits for the device: no host syncs in MjWarpEnv.step, the rsl_rl adapter or the logger's
-per-step bookkeeping (counted on the CPU by patching the calls that sync on a GPU; on a GPU, CUDA's sync debug
-mode turns any into an error). Mask-based resets give bitwise the same trajectories as index-based ones."""
+per-step bookkeeping (counted by patching torch's and Warp's calls that sync on a GPU; on a GPU, CUDA's sync debug
+mode also turns any of torch's into an error, but cannot see Warp's). A sync planted in the physics step shows the
+counter sees each kind. Mask-based resets give bitwise the same trajectories as index-based ones."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+import warp as wp
 from mjdist_tasks.cartpole import BALANCE
 
 from mjdist.envs.core import MjWarpEnv
@@ -22,10 +24,18 @@ TASKS = [
 ]  # the quadruped compiles its kernels for ~20 s on a cold Warp cache
 N = 16
 STEPS = 12
-SYNCING_METHODS = ("item", "tolist", "nonzero", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__",
-                   "__len__", "__iter__", "any", "all")  # fmt: skip
-"""Tensor methods that read a value back to the host (or, like a whole-tensor any/all, exist to be read back;
-any/all along a dimension, e.g. per world, stay on the device and are not counted)."""
+SYNCING_METHODS = ("item", "tolist", "nonzero", "argwhere", "unique", "unique_consecutive", "masked_select",
+                   "numpy", "cpu", "to", "__bool__", "__int__", "__float__", "__index__", "__len__", "__iter__", "any",
+                   "all")  # fmt: skip
+"""Tensor methods that read a value back to the host, or whose result's size depends on the data (the device
+must report it). ``to`` counts when it copies to the CPU; any/all count over the whole tensor, where they exist to
+be read back (along a dimension, e.g. per world, they stay on the device)."""
+SYNCING_FUNCTIONS = ("nonzero", "argwhere", "unique", "unique_consecutive", "masked_select", "any", "all", "where")
+"""The same as torch functions; ``where`` counts in its one-argument form (``nonzero(as_tuple=True)``)."""
+WARP_SYNCS = ("synchronize", "synchronize_device", "synchronize_stream", "synchronize_event", "copy")
+"""Warp's waits for the device, and ``copy``, which counts when it copies a device array to the host."""
+WARP_ARRAY_READS = ("numpy", "list")
+"""``wp.array`` methods that read the array on the host (a copy and a wait on a GPU)."""
 
 
 def make_env(task: str, device: str, **overrides) -> MjWarpEnv:
@@ -55,25 +65,37 @@ def steps(env: MjWarpEnv, logger: ProgressLogger) -> Iterator[None]:
 
 
 class SyncCounter:
-    """Counts calls of the syncing Tensor methods, and indexing by a list or a boolean mask (which copies the
-    list to the device, or asks the device how many elements are set)."""
+    """Counts host syncs on any device, the CPU included: calls of torch's and Warp's syncing functions and
+    methods, and indexing by a list or a boolean mask (which copies the list to the device, or asks the device how
+    many elements are set). A syncing call made inside another counted one (``Tensor.unique`` calls
+    ``torch.unique``) counts once."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: Counter[str] = Counter()
         self.active = False
+        self._inside_a_counted_call = False
         for name in SYNCING_METHODS:
             monkeypatch.setattr(torch.Tensor, name, self._counting(name, getattr(torch.Tensor, name)))
+        for name in SYNCING_FUNCTIONS:
+            monkeypatch.setattr(torch, name, self._counting(f"torch.{name}", getattr(torch, name)))
         for name in ("__getitem__", "__setitem__"):
             original = getattr(torch.Tensor, name)
             monkeypatch.setattr(torch.Tensor, name, self._index_checking(name, original))
-        monkeypatch.setattr(torch, "nonzero", self._counting("torch.nonzero", torch.nonzero))
+        for name in WARP_SYNCS:
+            monkeypatch.setattr(wp, name, self._counting(f"wp.{name}", getattr(wp, name)))
+        for name in WARP_ARRAY_READS:
+            monkeypatch.setattr(wp.array, name, self._counting(f"wp.array.{name}", getattr(wp.array, name)))
 
     def _counting(self, name: str, original):
         def wrapper(*args, **kwargs):
-            along_a_dimension = name in ("any", "all") and (len(args) > 1 or "dim" in kwargs)
-            if self.active and not along_a_dimension:
-                self.calls[name] += 1
-            return original(*args, **kwargs)
+            if not self.active or self._inside_a_counted_call or not syncs(name, args, kwargs):
+                return original(*args, **kwargs)
+            self.calls[name] += 1
+            self._inside_a_counted_call = True
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._inside_a_counted_call = False
 
         return wrapper
 
@@ -86,6 +108,33 @@ class SyncCounter:
             return original(tensor, index, *args)
 
         return wrapper
+
+
+def syncs(name: str, args: tuple, kwargs: dict) -> bool:
+    """Whether this call of a counted function or method waits for the device."""
+    short = name.rpartition(".")[2]
+    if short in ("any", "all"):
+        return len(args) == 1 and "dim" not in kwargs
+    if name == "torch.where":
+        return len(args) + len(kwargs) == 1
+    if name == "to":
+        return copies_to_the_host(args[0], [*args[1:], kwargs.get("device")])
+    if name == "wp.copy":
+        destination = args[0] if args else kwargs["dest"]
+        source = args[1] if len(args) > 1 else kwargs["src"]
+        return destination.device.is_cpu and not source.device.is_cpu
+    return True
+
+
+def copies_to_the_host(tensor: torch.Tensor, targets: list[object]) -> bool:
+    """Whether ``tensor.to(*targets)`` copies it to the CPU: a CPU device named in so many words ("cpu": the host
+    whatever the env's device is), or any CPU device for a tensor that is not on the CPU."""
+    for target in targets:
+        if isinstance(target, str) and torch.device(target).type == "cpu":
+            return True
+        if isinstance(target, torch.device) and target.type == "cpu" and tensor.device.type != "cpu":
+            return True
+    return False
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -117,20 +166,110 @@ def test_the_counter_sees_the_syncs_of_index_based_resets(monkeypatch: pytest.Mo
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("task", sorted(registered_tasks()))
-def test_env_steps_make_no_host_syncs_on_a_gpu(task: str) -> None:
-    """CUDA's own check: any synchronizing call in the steps raises."""
+def test_env_steps_make_no_host_syncs_on_a_gpu(task: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA's own check: any synchronizing call of torch's in the steps raises; the counter sees Warp's, which
+    CUDA's check cannot."""
     env = make_env(task, "cuda:0")
     assert env._graph is not None, "the physics step was not captured as a graph (the steps would run eagerly)"
     logger = make_logger(env)
     rollout = steps(env, logger)
     next(rollout)  # the first step may allocate and load (not part of the steady state)
     torch.cuda.synchronize()
+    counter = SyncCounter(monkeypatch)
+    counter.active = True
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in rollout:
             pass
     finally:
         torch.cuda.set_sync_debug_mode("default")
+        counter.active = False
+    assert counter.calls == Counter(), f"host syncs in {STEPS - 1} env steps: {dict(counter.calls)}"
+
+
+ENVS: dict[str, MjWarpEnv] = {}
+"""One cart-pole per device for the planted syncs (building one takes a second or two)."""
+
+
+def cartpole(device: str) -> MjWarpEnv:
+    if device not in ENVS:
+        ENVS[device] = make_env("cartpole-balance", device)
+    return ENVS[device]
+
+
+def on_the_gpu(name: str, plant):
+    return pytest.param(name, plant, "cuda:0", marks=pytest.mark.gpu, id=name)
+
+
+def on_the_cpu(name: str, plant):
+    return pytest.param(name, plant, "cpu", id=name)
+
+
+PLANTED = [
+    on_the_cpu("item", lambda env: env.qpos.sum().item()),
+    on_the_cpu("tolist", lambda env: env.episode_length_buf.tolist()),
+    on_the_cpu("__bool__", lambda env: bool(env.terminated[0])),
+    on_the_cpu("any", lambda env: env.terminated.any()),
+    on_the_cpu("torch.any", lambda env: torch.any(env.terminated)),
+    on_the_cpu("torch.all", lambda env: torch.all(env.terminated)),
+    on_the_cpu("torch.where", lambda env: torch.where(env.terminated)),
+    on_the_cpu("unique", lambda env: env.episode_length_buf.unique()),
+    on_the_cpu("torch.unique", lambda env: torch.unique(env.episode_length_buf)),
+    on_the_cpu("masked_select", lambda env: env.qpos.masked_select(env.qpos > 0)),
+    on_the_cpu("torch.masked_select", lambda env: torch.masked_select(env.qpos, env.qpos > 0)),
+    on_the_cpu("nonzero", lambda env: env.terminated.nonzero()),
+    on_the_cpu("torch.nonzero", lambda env: torch.nonzero(env.terminated)),
+    on_the_cpu("torch.argwhere", lambda env: torch.argwhere(env.terminated)),
+    on_the_cpu("cpu", lambda env: env.qpos.cpu()),
+    on_the_cpu("to", lambda env: env.qpos.to("cpu")),
+    on_the_cpu("numpy", lambda env: env.qpos.numpy()),
+    on_the_cpu("__getitem__[Tensor]", lambda env: env.qpos[env.terminated]),
+    on_the_cpu("wp.synchronize", lambda env: wp.synchronize()),
+    on_the_cpu("wp.synchronize_device", lambda env: wp.synchronize_device(env.wp_data.qpos.device)),
+    on_the_cpu("wp.array.numpy", lambda env: env.wp_data.qpos.numpy()),
+    on_the_cpu("wp.array.list", lambda env: env.wp_data.time.list()),
+    on_the_gpu("to", lambda env: env.qpos.to(torch.device("cpu"))),
+    on_the_gpu("wp.copy", lambda env: wp.copy(wp.empty_like(env.wp_data.qpos, device="cpu"), env.wp_data.qpos)),
+    on_the_gpu("wp.synchronize_stream", lambda env: wp.synchronize_stream(wp.get_stream(env.wp_data.qpos.device))),
+    on_the_gpu("wp.synchronize_event", lambda env: wp.synchronize_event(wp.get_stream().record_event())),
+]
+
+
+@pytest.mark.parametrize(("name", "plant", "device"), PLANTED)
+def test_a_sync_planted_in_the_physics_step_is_counted(
+    name: str, plant, device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One syncing call inside ``simulate()`` (where Warp runs), once per env step, is counted once per step."""
+    env = cartpole(device)
+    simulate = env.simulate
+
+    def simulate_and_sync() -> None:
+        simulate()
+        with env._warp_scope():
+            plant(env)
+
+    monkeypatch.setattr(env, "simulate", simulate_and_sync)
+    counter = SyncCounter(monkeypatch)
+    counter.active = True
+    for _ in steps(env, make_logger(env)):
+        pass
+    counter.active = False
+    assert counter.calls == Counter({name: STEPS})
+
+
+def test_device_side_forms_are_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """any/all along a dimension, three-argument where, and copies between arrays on one device stay on it."""
+    env = cartpole("cpu")
+    counter = SyncCounter(monkeypatch)
+    counter.active = True
+    torch.any(env.terminated, dim=0)
+    env.qpos.all(1)
+    torch.where(env.terminated, env.episode_length_buf, 0)
+    env.qpos.to(env.device)
+    env.qpos.to(torch.float64)
+    wp.copy(wp.empty_like(env.wp_data.qpos), env.wp_data.qpos)
+    counter.active = False
+    assert counter.calls == Counter()
 
 
 class IndexedResets:

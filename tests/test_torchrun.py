@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HELPERS, REPO, TRAIN, subprocess_env
+from conftest import HELPERS, REPO, TRAIN, every_rank_agreed, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +55,7 @@ def test_two_torchrun_nodes_train_one_run_with_identical_parameters(log_root: Pa
     assert "env-steps/s (2 ranks x 64 envs = 128)" in stderr[0]
     assert "iter" not in stderr[1], "only rank 0 reports progress"
     (run_dir,) = (log_root / "cartpole_balance").iterdir()  # rank 0's name, taken by both ranks
+    assert every_rank_agreed(run_dir, 2)["hosts"] == [socket.gethostname()]
     assert sorted(path.name for path in run_dir.glob("model_*.pt")) == ["model_0.pt", "model_2.pt"]
     launch = yaml.safe_load((run_dir / "params" / "launch.yaml").read_text())
     assert launch["launcher"] == "environment" and launch["backend"] == "gloo"

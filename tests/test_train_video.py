@@ -4,18 +4,17 @@ rank computes; the runs also leave their ONNX exports and summary.json."""
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from conftest import run_train
+from conftest import read_strict_json, run_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mjdist import rendering
 from mjdist.cli.train import main
-from mjdist.train.summary import read_summary
+from mjdist.train.summary import SUMMARY_FILE, read_summary
 
 TASK = "cartpole-balance"
 TINY = ["--gpu-ids", "None", "--env.num-envs", "16", "--agent.num-steps-per-env", "8", "--agent.max-iterations", "3",
@@ -80,7 +79,7 @@ def test_a_finished_run_has_its_exports_and_summary(runs: dict[str, Path]) -> No
     assert summary["exports"] == [str(exported / name) for name in
                                   ("model_0.onnx", "model_2.onnx", "policy.onnx", "policy.pt")]  # fmt: skip
     assert (exported / "policy.onnx").read_bytes() == (exported / "model_2.onnx").read_bytes()
-    assert json.loads(json.dumps(summary)) == summary
+    assert read_strict_json(run_dir / SUMMARY_FILE) == summary
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes.util
 import dataclasses
 from pathlib import Path
 
@@ -53,7 +52,7 @@ def test_cartpole_balance_learns_and_writes_the_run(trained_run: TrainedRun) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(ctypes.util.find_library("OSMesa") is None, reason="needs libOSMesa (Debian: libosmesa6)")
+@pytest.mark.usefixtures("osmesa")
 def test_one_process_trains_under_a_users_mujoco_gl_osmesa(log_root: Path) -> None:
     """MUJOCO_GL=osmesa makes mujoco load Mesa's LLVM on import; triton (torch's) must be loaded first or the
     process segfaults, in one process as in the workers."""

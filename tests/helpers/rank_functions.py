@@ -62,3 +62,18 @@ def wait_for_go(stamp_dir: str) -> dict:
     dist.all_reduce(total)
     logging.getLogger("rank_functions").warning("rank %d went on", rank)
     return {"rank": rank, "sum": total.item(), "gloo_interface": os.environ.get("GLOO_SOCKET_IFNAME")}
+
+
+def stubborn_nap(stamp_dir: str) -> int:
+    """Like :func:`nap`, but the first stop request (a KeyboardInterrupt on the rank) only writes
+    ``<stamp_dir>/<rank>.asked`` and naps on, as a rank stuck in a long iteration would."""
+    import torch.distributed as dist
+
+    rank = dist.get_rank()
+    (Path(stamp_dir) / str(rank)).write_text(str(os.getpid()))
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        (Path(stamp_dir) / f"{rank}.asked").write_text("")
+        time.sleep(60)
+    return rank

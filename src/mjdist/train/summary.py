@@ -5,7 +5,8 @@ iterations and metrics survive however the run ends; the launching process write
 ends, finished, interrupted or failed (:func:`summary_on_exit`). Its field names are those of mjdist's other
 results: ``task``, ``run_dir``, ``world_size``, ``devices``, ``hosts``, ``iterations``, ``wall_time_s``,
 ``env_steps_per_s``, ``mean_reward``, ``mean_episode_length``, ``checkpoints``, ``exports``,
-``parameter_digest`` (and ``rank_digests``, each rank's, in rank order), ``status`` and ``cause``.
+``parameter_digest`` (and ``rank_digests``, each rank's, in rank order), ``status`` and ``cause``. It is strict
+JSON: a number that is not finite is written as null.
 
 Kept free of heavy imports: the launching process imports it before any rank starts.
 """
@@ -16,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -51,10 +53,6 @@ class RunEnd:
         """Every rank finished, each with these parameters (in rank order; all equal)."""
         self.status, self.cause = "finished", None
         self.parameter_digest, self.rank_digests = rank_digests[0], tuple(rank_digests)
-
-    def failed(self, cause: str) -> None:
-        """The run failed; ``cause`` is one line."""
-        self.status, self.cause = "failed", cause
 
 
 def write_progress(plan: TrainPlan, metrics: TrainingMetrics, wall_time_s: float) -> None:
@@ -132,7 +130,20 @@ def _progress_so_far(plan: TrainPlan) -> TrainingMetrics:
 def _write(plan: TrainPlan, summary: dict[str, Any]) -> None:
     """Replace ``summary.json`` at once, so that a reader never sees half a file."""
     plan.run_dir_path.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomically(plan.run_dir_path / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
+    text = json.dumps(_finite_or_null(summary), indent=2, allow_nan=False) + "\n"
+    write_bytes_atomically(plan.run_dir_path / SUMMARY_FILE, text.encode())
+
+
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with NaN and infinite numbers as None: strict JSON has no literal for them (a diverged run's mean
+    reward may be NaN), and ``json.dumps`` would write ``NaN``, which strict parsers refuse."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(item) for item in value]
+    return value
 
 
 def _ended_by(error: BaseException) -> tuple[Status, str]:
