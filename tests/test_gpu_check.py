@@ -96,7 +96,7 @@ def test_the_bench_steps_run_on_a_machine_with_one_gpu(monkeypatch: pytest.Monke
     measured = []
     monkeypatch.setattr(bench, "_measure", lambda cfg, devices: measured.append(devices.kind) or 0)
     bootstrap = importlib.import_module("mjdist.launch.bootstrap")  # (mjdist.launch is also a function's name)
-    monkeypatch.setattr(bootstrap, "enter_device", lambda plan: contextlib.nullcontext())
+    monkeypatch.setattr(bootstrap, "enter_device", lambda plan, identity: contextlib.nullcontext())
     for step in _plan(1) + _plan(1, quick=True):
         if Path(step.argv[0]).name == "bench":
             assert bench.main(list(step.argv[1:])) == 0, step.name
