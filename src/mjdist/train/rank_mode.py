@@ -9,10 +9,13 @@ any failure exits its process at once so that torchrun stops the other ranks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from mjdist.launch.identity import RankIdentity
 from mjdist.launch.plan import RankPlan
 from mjdist.tasks import TaskSpec
 from mjdist.train.config import TrainConfig
@@ -24,55 +27,57 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def train_as_rank(plan: TrainPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
-    """Join the scheduler's job as this one rank and train; every rank's result, in rank order.
-
-    Any failure is logged with its traceback and ends this process at once (see :func:`exit_on_failure`).
-    """
-    from mjdist.launch.worker import exit_on_failure
-
-    if plan.launch.ranks[0].rank != 0:
-        logging.getLogger().setLevel(logging.WARNING)  # rank 0 reports progress; the others warnings and errors
-    return exit_on_failure(plan.launch.ranks[0].rank, lambda: _train_in_group(plan, cfg, spec))
-
-
-def _train_in_group(plan: TrainPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
+@contextlib.contextmanager
+def scheduler_job(plan: TrainPlan) -> Iterator[TrainPlan]:
+    """Join the process group of the job the scheduler started (``env://``) for the block, and yield the job's whole
+    plan: every rank's own plan (so params/launch.yaml and summary.json list them all), and rank 0's run directory,
+    since clocks and start times differ between nodes."""
     import torch
     import torch.distributed as dist
-
-    from mjdist.launch.bootstrap import enter_device
 
     (own,) = plan.launch.ranks
     if own.device.startswith("cuda"):
         torch.cuda.set_device(own.device)
     dist.init_process_group(plan.launch.backend, init_method="env://", device_id=_device_id(own.device))
     try:
-        joint = _joint_plan(plan)
-        with enter_device(joint.launch) as ctx:
-            from mjdist.train.rank import train_rank  # once the rank is set up: mujoco reads MUJOCO_GL on import
-
-            result = train_rank(ctx, joint, cfg, spec)
-        results: list[RankResult | None] = [None] * plan.launch.world_size
-        dist.all_gather_object(results, result)
+        ranks: list[RankPlan | None] = [None] * plan.launch.world_size
+        dist.all_gather_object(ranks, own)
+        chosen = [plan.run_dir]
+        dist.broadcast_object_list(chosen, src=0)
+        every = tuple(rank for rank in ranks if rank is not None)
+        hosts = tuple(dict.fromkeys(rank.host for rank in every))
+        launch = dataclasses.replace(plan.launch, ranks=every, hosts=hosts)
+        yield dataclasses.replace(plan, launch=launch, run_dir=chosen[0])
     finally:
         dist.destroy_process_group()
-    return [result for result in results if result is not None]
 
 
-def _joint_plan(plan: TrainPlan) -> TrainPlan:
-    """The plan of the whole job: every rank's own plan (so params/launch.yaml lists them all), and rank 0's run
-    directory, since clocks and start times differ between nodes."""
+def train_as_rank(plan: TrainPlan, cfg: TrainConfig, spec: TaskSpec) -> list[RankResult]:
+    """Train as this process's rank of the scheduler's job (``plan``: the whole job's, from :func:`scheduler_job`);
+    every rank's result, in rank order.
+
+    Any failure is logged with its traceback and ends this process at once (see :func:`exit_on_failure`).
+    """
+    from mjdist.launch.worker import exit_on_failure
+
+    identity = RankIdentity.read()
+    if identity.rank != 0:
+        logging.getLogger().setLevel(logging.WARNING)  # rank 0 reports progress; the others warnings and errors
+    return exit_on_failure(identity.rank, lambda: _train_in_group(plan, cfg, spec, identity))
+
+
+def _train_in_group(plan: TrainPlan, cfg: TrainConfig, spec: TaskSpec, identity: RankIdentity) -> list[RankResult]:
     import torch.distributed as dist
 
-    ranks: list[RankPlan | None] = [None] * plan.launch.world_size
-    dist.all_gather_object(ranks, plan.launch.ranks[0])
-    chosen = [plan.run_dir]
-    dist.broadcast_object_list(chosen, src=0)
-    every = tuple(rank for rank in ranks if rank is not None)
-    hosts = tuple(dict.fromkeys(rank.host for rank in every))
-    return dataclasses.replace(
-        plan, launch=dataclasses.replace(plan.launch, ranks=every, hosts=hosts), run_dir=chosen[0]
-    )
+    from mjdist.launch.bootstrap import enter_device
+
+    with enter_device(plan.launch, identity) as ctx:
+        from mjdist.train.rank import train_rank  # once the rank is set up: mujoco reads MUJOCO_GL on import
+
+        result = train_rank(ctx, plan, cfg, spec)
+    results: list[RankResult | None] = [None] * plan.launch.world_size
+    dist.all_gather_object(results, result)
+    return [result for result in results if result is not None]
 
 
 def _device_id(device: str) -> object:

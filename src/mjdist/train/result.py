@@ -42,7 +42,7 @@ class TrainResult:
     world_size: int
     """Ranks that trained."""
     devices: tuple[str, ...]
-    """Each rank's torch device, in rank order ('cpu', 'cuda:0', ...); under torchrun, this rank's only."""
+    """Each rank's torch device, in rank order ('cpu', 'cuda:0', ...)."""
     hosts: tuple[str, ...]
     """The hosts the ranks ran on, in rank order of their first rank ('localhost' for this host alone)."""
     iterations: int

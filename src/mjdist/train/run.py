@@ -4,6 +4,7 @@ and what came of it. The ``train`` command parses its flags into the same TrainC
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -122,6 +123,21 @@ def run_training(spec: TaskSpec, cfg: TrainConfig, request: DeviceRequest) -> Tr
     if _already_done(plan):
         log.info("Run %s already did its %d iterations; nothing to do", plan.run_dir, plan.end_iteration)
         return _result(plan, cfg, (), 0.0)
+    with _whole_job(plan) as job:
+        return _train(spec, cfg, job)
+
+
+def _whole_job(plan: TrainPlan) -> contextlib.AbstractContextManager[TrainPlan]:
+    """The plan of every rank: in rank mode, this process joins its scheduler's job and learns the other ranks'
+    plans and rank 0's run directory; otherwise the plan already is the whole job's."""
+    if plan.launch.launcher == "environment":
+        from mjdist.train.rank_mode import scheduler_job
+
+        return scheduler_job(plan)
+    return contextlib.nullcontext(plan)
+
+
+def _train(spec: TaskSpec, cfg: TrainConfig, plan: TrainPlan) -> TrainResult:
     launch = plan.launch
     ranks = ", ".join(f"{r.rank}:{r.device}" for r in launch.ranks)
     log.info("Training %s on %d rank(s) [%s]; run directory: %s", plan.task, launch.world_size, ranks, plan.run_dir)

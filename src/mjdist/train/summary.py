@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mjdist.atomic_files import write_bytes_atomically
 from mjdist.checkpoints import CheckpointError, list_checkpoints
 from mjdist.errors import RankFailedError
+from mjdist.launch.identity import RankIdentity
 from mjdist.launch.worker import first_line
 from mjdist.rl.metrics import TrainingMetrics
 from mjdist.runs import list_exports
@@ -79,12 +80,17 @@ def summary_on_exit(plan: TrainPlan) -> Iterator[RunEnd]:
         end.status, end.cause = _ended_by(error)
         raise
     finally:
-        if end.status is not None and plan.launch.ranks[0].rank == 0:  # under torchrun, rank 0's process alone writes
+        if end.status is not None and _writes_the_run(plan):
             metrics = _progress_so_far(plan)
             summary = _summary(plan, metrics, end.status, end.cause, time.monotonic() - started, end)
             with contextlib.suppress(OSError):  # never hide how the run ended behind a failed write
                 _write(plan, summary)
                 log.info("Run summary (%s): %s", end.status, plan.run_dir_path / SUMMARY_FILE)
+
+
+def _writes_the_run(plan: TrainPlan) -> bool:
+    """Whether this process writes the run's summary: the launching process, or under torchrun global rank 0's."""
+    return plan.launch.launcher != "environment" or RankIdentity.read().rank == 0
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
