@@ -108,7 +108,7 @@ def latest_run(experiment_dir: Path) -> Path:
     """The newest run (by its timestamped name) under ``<log-root>/<experiment>`` that has a checkpoint."""
     runs = sorted(experiment_dir.iterdir(), reverse=True) if experiment_dir.is_dir() else []
     for run_dir in runs:
-        if run_dir.is_dir() and any(CHECKPOINT_NAME.match(path.name) for path in run_dir.iterdir()):
+        if list_checkpoints(run_dir):
             return run_dir
     raise CheckpointError(f"no run with checkpoints under {experiment_dir}; train one first, or pass --checkpoint")
 

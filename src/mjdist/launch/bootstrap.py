@@ -24,8 +24,7 @@ def enter_device(plan: LaunchPlan, identity: RankIdentity | None = None) -> Iter
     """Set this process up as its rank of ``plan`` (``identity``: read from the environment by default) and run the
     body on the rank's device; the variables it set are restored when the body ends, however it ends."""
     ctx = RankContext.of(plan, identity or RankIdentity.read())
-    narrowed = {"CUDA_VISIBLE_DEVICES": plan.rank_visible_devices} if plan.launcher == "in-process" else {}
-    with environment({**dict(plan.rank_environment), **{k: v for k, v in narrowed.items() if v}}):
+    with environment(plan.rank_variables):  # torchrunx already gave its workers these; a single process needs them
         load_triton_before_mesa()
         import numpy as np
         import torch

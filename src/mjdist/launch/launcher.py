@@ -129,7 +129,7 @@ def _launch_ranks(plan: LaunchPlan, job: bytes, stopped: str, timeout_s: float) 
             ssh_config_file=plan.ssh_config,
             backend=plan.backend,  # type: ignore[arg-type]
             copy_env_vars=ENV_VARS_FOR_RANKS,
-            extra_env_vars=_rank_variables(plan) or None,
+            extra_env_vars=plan.rank_variables or None,
         )
         launcher.set_logging_handlers(
             partial(
@@ -157,14 +157,6 @@ def _launch_ranks(plan: LaunchPlan, job: bytes, stopped: str, timeout_s: float) 
             rank, message = failure_summary(Path(failure_file.name).read_text().splitlines(), plan.world_size, error)
             raise RankFailedError(message, rank) from error
     return [result.rank(rank) for rank in range(plan.world_size)]
-
-
-def _rank_variables(plan: LaunchPlan) -> dict[str, str]:
-    """What every rank's environment gets beyond the copied variables: its GPUs and the plan's variables."""
-    variables = dict(plan.rank_environment)
-    if plan.rank_visible_devices:
-        variables["CUDA_VISIBLE_DEVICES"] = plan.rank_visible_devices
-    return variables
 
 
 def _worker_processes() -> list[psutil.Process]:

@@ -82,6 +82,15 @@ class LaunchPlan:
             return gpus[0]
         return ",".join(gpus) if self.launcher == "torchrunx" and gpus else None
 
+    @property
+    def rank_variables(self) -> dict[str, str]:
+        """What every rank's environment gets beyond the launcher's: its GPUs (:attr:`rank_visible_devices`) and the
+        plan's own variables (:attr:`rank_environment`)."""
+        variables = dict(self.rank_environment)
+        if self.rank_visible_devices:
+            variables["CUDA_VISIBLE_DEVICES"] = self.rank_visible_devices
+        return variables
+
     def to_json(self) -> dict:
         """The plan as plain JSON data."""
         return dataclasses.asdict(self)
