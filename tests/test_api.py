@@ -160,6 +160,9 @@ def test_a_refused_play_video_leaves_the_process_able_to_train(
 
     if rendering.osmesa_failure() is None:  # this machine renders: make the choice see one that does not
         monkeypatch.setattr(rendering, "osmesa_failure", lambda: "libOSMesa is not installed")
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    cache_dir()  # torch sets TORCHINDUCTOR_CACHE_DIR on its first use; training may be that use
     before = dict(os.environ)
     with pytest.raises(mjdist.UsageError, match="libOSMesa is not installed"):
         mjdist.play(TASK, agent="zero", gpu_ids=None, video=True, log_root=tmp_path)
