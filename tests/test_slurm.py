@@ -95,11 +95,24 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         _wait_until_idle(env, work)
         yield env
     finally:
+        _end_every_job(env)
         for pid_file in ("slurmd.pid", "slurmctld.pid", "munged.pid"):
             path = work / pid_file
             if path.exists():
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(path.read_text().split()[0]), signal.SIGTERM)
+
+
+def _end_every_job(env: dict[str, str]) -> None:
+    """Cancel what is left and wait until SLURM has ended every job's processes: slurmstepd outlives daemons
+    stopped under it, with the job's processes."""
+    subprocess.run(["scancel", "--user", "root"], env=env, capture_output=True)
+    end = time.time() + START_TIMEOUT_S
+    while time.time() < end:
+        queue = subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True)
+        if queue.returncode != 0 or not queue.stdout.strip():
+            return
+        time.sleep(0.5)
 
 
 def _wait_until_idle(env: dict[str, str], work: Path) -> None:
