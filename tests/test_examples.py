@@ -53,9 +53,17 @@ def test_the_srun_torchrun_sbatch_file_runs_one_rank_per_allocated_gpu(capsys, m
     assert command.args[-len(extra) :] == extra
     assert command.args[:5] == [usage.group(1), "--run-name", variables["RUN_NAME"], "--resume", "auto"]
     engine.in_slurm_job([f"gpu-{i:02d}" for i in range(nodes)], gpus)
+    for name, value in {
+        "SLURM_STEP_ID": 0,
+        "SLURM_PROCID": nodes - 1,
+        "SLURM_NTASKS": nodes,
+        "SLURM_LOCALID": 0,
+    }.items():
+        monkeypatch.setenv(name, str(value))  # what srun gives the last node's torchrun, and so its ranks
     engine.as_rank_of(nodes, gpus)
     plan = dry_run(capsys, command)
-    assert plan["launcher"] == "environment" and plan["world_size"] == nodes * gpus
+    assert plan["launcher"] == "environment" and plan["world_size"] == nodes * gpus, "torchrun's ranks, not srun's"
+    assert plan["ranks"][0]["rank"] == nodes * gpus - 1 and plan["ranks"][0]["local_rank"] == gpus - 1
     assert plan["ranks"][0]["device"] == f"cuda:{gpus - 1}" and plan["backend"] == "nccl"
     assert plan["run_dir"].endswith(f"_{sbatch['job-name']}-4242")
 
