@@ -232,4 +232,4 @@ def test_the_srun_torchrun_example_saves_requeues_and_continues_its_run(
         continued = _wait_for(output, r"iter\s+(\d+)/1000", after=restarted.end())
         assert int(continued.group(1)) > stopped_at, "the requeued job started the run again from its beginning"
     finally:
-        subprocess.run(["scancel", job], env=_slurm_env(slurm))
+        subprocess.run(["scancel", "--full", "--signal=KILL", job], env=_slurm_env(slurm))  # no save to wait for
