@@ -1,8 +1,8 @@
 """examples/kubernetes/pytorchjob.yaml, with its image substituted as its header says, is a PyTorchJob that the
 training operator's CRD accepts (the OpenAPI schemas of v1.7.0, the first with ``nprocPerNode``, and v1.9.0, the
-last v1 release: tests/schemas/, taken from kubeflow/training-operator's manifests/base/crds/
-kubeflow.org_pytorchjobs.yaml at those tags, descriptions left out), and each pod's command dry-runs as the rank
-torchrun makes of it from the operator's PET_* variables."""
+last v1 release: tests/schemas/, the openAPIV3Schema of kubeflow/training-operator's manifests/base/crds/
+kubeflow.org_pytorchjobs.yaml at those tags, commits 5525468b and 6f74c7f6, descriptions left out), and each
+pod's command dry-runs as the rank torchrun makes of it from the operator's PET_* variables."""
 
 from __future__ import annotations
 
