@@ -148,7 +148,5 @@ def _start_point(task: str, cfg: TrainConfig) -> tuple[Path | None, Checkpoint |
     (None, None for a run not started yet); no directory yet and --resume's checkpoint otherwise."""
     if cfg.resume == AUTO:
         found = find_continuation(cfg.log_root / cfg.agent.experiment_name, cfg.run_name, task)
-        if found.resume_from is not None:
-            log.info("Continuing run %s from %s (--resume auto)", found.run_dir, found.resume_from.path.name)
         return found.run_dir, found.resume_from
     return None, resolve_checkpoint(cfg.resume, task) if cfg.resume is not None else None
