@@ -7,40 +7,26 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TRAIN, run_train, subprocess_env
+from conftest import REPO, TRAIN, held_run, run_train, subprocess_env
 
 from mjdist.atomic_files import replace_atomically
 from mjdist.errors import UsageError
 from mjdist.run_lock import LOCK_FILE, RunInUseError, hold_run_dir
 
-HOLD = (
-    "import sys, time; from pathlib import Path; from mjdist.run_lock import hold_run_dir\n"
-    "with hold_run_dir(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)\n"
-)
-
-
-def holder(run_dir: Path) -> subprocess.Popen:
-    """Another process that holds ``run_dir`` until it is killed."""
-    process = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None and process.stdout.readline() == "held\n"
-    return process
-
 
 def test_a_held_run_is_refused_naming_its_holder_and_freed_when_the_holder_dies(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "exp" / "run"
-    process = holder(run_dir)
+    process = held_run(run_dir)
     try:
         written = (run_dir / LOCK_FILE).read_text()
         assert written == f"{socket.gethostname()} {process.pid}\n"
-        with pytest.raises(RunInUseError, match=rf"^run directory {run_dir} is in use by another job \(pid "
-                           rf"{process.pid} on {socket.gethostname()}\); wait for that job"):  # fmt: skip
-            with hold_run_dir(run_dir):
-                pytest.fail("held twice")
+        expected = rf"^run directory {run_dir} is in use by another job \(pid {process.pid} on {socket.gethostname()}\)"
+        with pytest.raises(RunInUseError, match=expected), hold_run_dir(run_dir):
+            pytest.fail("held twice")
         assert sorted(path.name for path in run_dir.iterdir()) == [LOCK_FILE]
         assert (run_dir / LOCK_FILE).read_text() == written
     finally:
@@ -53,9 +39,8 @@ def test_a_held_run_is_refused_naming_its_holder_and_freed_when_the_holder_dies(
 
 def test_one_process_cannot_hold_a_run_twice_and_late_bad_input_leaves_nothing(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "exp" / "run"
-    with hold_run_dir(run_dir), pytest.raises(RunInUseError, match=r"this process\)"):
-        with hold_run_dir(run_dir):
-            pytest.fail("held twice")
+    with hold_run_dir(run_dir), pytest.raises(RunInUseError, match=r"this process\)"), hold_run_dir(run_dir):
+        pytest.fail("held twice")
     assert list(run_dir.iterdir()) == []  # the run stays, without its lock file
     refused = tmp_path / "runs" / "exp" / "refused-run"
     with pytest.raises(UsageError, match="found late"), hold_run_dir(refused):
@@ -66,7 +51,7 @@ def test_one_process_cannot_hold_a_run_twice_and_late_bad_input_leaves_nothing(t
 def test_two_writers_never_share_a_temporary_name(tmp_path: Path) -> None:
     names: list[str] = []
     for _ in range(2):
-        replace_atomically(tmp_path / "summary.json", lambda temporary: names.append(temporary.name) or temporary.touch())
+        replace_atomically(tmp_path / "summary.json", lambda temp: names.append(temp.name) or temp.touch())
     assert len(set(names)) == 2 and all(f".summary.json.{os.getpid()}-" in name for name in names)
 
 
@@ -90,8 +75,10 @@ def test_two_concurrent_requeued_jobs_on_one_run_leave_one_writer(tmp_path: Path
         assert second.returncode == 2, second.stderr
         assert len(second.stderr.strip().splitlines()) == 1, second.stderr
         line = second.stderr.strip()
-        assert line == (f"train: error: run directory {run_dir} is in use by another job (pid {first.pid} on "
-                        f"{socket.gethostname()}); wait for that job to end or stop it, or give another --run-name")
+        assert line == (
+            f"train: error: run directory {run_dir} is in use by another job (pid {first.pid} on "
+            f"{socket.gethostname()}); wait for that job to end or stop it, or give another --run-name"
+        )
         assert first.poll() is None, "the first job goes on"
         assert [path.name for path in (log_root / "cartpole_balance").iterdir()] == [run_dir.name]
         assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1

@@ -47,6 +47,7 @@ def train(
     cpu_workers: int | str | None = None,
     hosts: str | Sequence[str] = (),
     ssh_config: str | os.PathLike[str] | None = None,
+    host_check: bool = True,
     log_root: str | os.PathLike[str] = "logs/rsl_rl",
     run_name: str = "",
     resume: str | os.PathLike[str] | None = None,
@@ -71,6 +72,8 @@ def train(
             give one host; the first must be reachable from every host), or ``"auto"`` for the SLURM allocation;
             default: this host only. See docs/cluster.md.
         ssh_config: OpenSSH client config file used to reach ``hosts`` (default: ~/.ssh/config).
+        host_check: Check ``hosts`` before launching: each resolves and accepts a non-interactive SSH login that
+            runs this Python, in this working directory, with mjdist importable (False skips it).
         log_root: Runs go to ``<log_root>/<experiment>/<timestamp>[_<run_name>]``.
         run_name: Suffix of the run directory's name.
         resume: A checkpoint or run directory to continue from; ``agent.max_iterations`` then counts the
@@ -104,6 +107,7 @@ def train(
         run_name=run_name,
         hosts=(hosts,) if isinstance(hosts, str) else tuple(hosts),
         ssh_config=None if ssh_config is None else Path(ssh_config),
+        host_check=host_check,
         torchrunx_log_dir=torchrunx_log_dir,
         resume=None if resume is None else Path(resume),
         max_restarts=max_restarts,
