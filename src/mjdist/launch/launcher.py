@@ -119,7 +119,7 @@ def _launch_ranks(plan: LaunchPlan, job: bytes, stopped: str, timeout_s: float) 
     with (
         tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file,
         tempfile.NamedTemporaryFile(prefix="mjdist-progress-", suffix=".log") as progress_file,
-        plain_data_log_server(),
+        plain_data_log_server(plan.torchrunx_log_dir),
         gloo_on_loopback(plan.hosts),
     ):
         hosts = list(plan.hosts)
