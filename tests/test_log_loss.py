@@ -59,11 +59,12 @@ def test_a_log_server_that_dies_mid_launch_is_said_in_one_line_naming_the_files(
 def test_a_log_server_ended_with_its_launch_is_not_reported(
     caplog: pytest.LogCaptureFixture, quick_grace: None
 ) -> None:
-    with plain_data_log_server(None):
+    with plain_data_log_server(None) as launch_over:
         server = _torchrunx_log_server()
         time.sleep(0.3)
-        server.kill()  # as torchrunx ends it, right before the launch returns
-    time.sleep(0.8)  # past the grace
+        server.kill()  # as torchrunx ends it, right before its launch returns
+        launch_over()
+        time.sleep(0.8)  # past the grace, with the launcher's clean-up still under way
     assert _warnings(caplog) == []
 
 

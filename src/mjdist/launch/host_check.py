@@ -57,7 +57,11 @@ def check_hosts(
 
 
 def _address(host: str) -> str:
-    """The IPv4 address torchrunx looks ``host`` up as."""
+    """``host`` if it is an address, else the IPv4 address torchrunx looks it up as."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
     try:
         return socket.gethostbyname(host)
     except (socket.gaierror, UnicodeError) as error:

@@ -25,7 +25,7 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from logging import Handler
 from socketserver import StreamRequestHandler, ThreadingTCPServer
@@ -210,10 +210,11 @@ def _receive(connection: socket.socket, size: int) -> bytes | None:
 
 
 @contextlib.contextmanager
-def plain_data_log_server(log_dir: str | None = None) -> Iterator[None]:
+def plain_data_log_server(log_dir: str | None = None) -> Iterator[Callable[[], None]]:
     """While open, torchrunx's launcher starts :class:`PlainDataLogReceiver` as its log server, and a log server
     that ends while the launch goes on is reported in one line naming ``log_dir``, where the per-rank files are
-    (None: there are none).
+    (None: there are none). Yields the call that says the launch is over (torchrunx then ends its log server);
+    leaving the block says it too.
 
     Raises RuntimeError, before anything starts, if torchrunx's log server no longer builds its receiver from the
     name this replaces (the swap would then silently leave the unpickling receiver in place).
@@ -229,7 +230,7 @@ def plain_data_log_server(log_dir: str | None = None) -> Iterator[None]:
     PlainDataLogReceiver.started_fd = watch.write_fd
     try:
         with watch:
-            yield
+            yield watch.launch_ended.set
     finally:
         PlainDataLogReceiver.started_fd = None
         log_streaming._LogRecordSocketReceiver = checked  # type: ignore[misc]
