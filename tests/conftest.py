@@ -67,6 +67,14 @@ def run_train(*args: str, timeout: float = 600, **env: str) -> subprocess.Comple
     )
 
 
+def held_run(run_dir: Path) -> subprocess.Popen:
+    """Another process that holds ``run_dir`` as a training job does, until it is killed (tests/helpers/hold_run.py)."""
+    process = subprocess.Popen([sys.executable, str(HELPERS / "hold_run.py"), str(run_dir)], stdout=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    assert process.stdout is not None and process.stdout.readline() == "held\n"
+    return process
+
+
 class _TouchOnUnpickle:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import held_run
 
 from mjdist import rendering
 from mjdist.cli import bench, play, train
@@ -83,6 +85,18 @@ CASES: list[tuple[str, str, str]] = [
      "--ssh-config {tmp}/no-ssh-config: no such file; give an OpenSSH client config file"),
     ("train cartpole-balance --log-root {file}/runs",
      "cannot write runs under {file}/runs/cartpole_balance/{run}: {file} is a file, not a directory"),
+    ("train cartpole-balance --gpu-ids None --hosts nosuchhost.invalid",
+     "host nosuchhost.invalid does not resolve (Name or service not known); give --hosts names or addresses this "
+     "machine can look up"),
+    ("train cartpole-balance --gpu-ids None --cpu-workers 2 --oversubscribe --torchrunx-log-dir {file}/logs",
+     "cannot write the per-rank log files to {file}/logs: {file} is a file, not a directory; give "
+     "--torchrunx-log-dir a directory, or '' for no log files"),
+    ("TORCHRUNX_LOG_DIR={file} train cartpole-balance --gpu-ids None --cpu-workers 2 --oversubscribe",
+     "cannot write the per-rank log files to {file}: {file} is a file, not a directory; set TORCHRUNX_LOG_DIR to a "
+     "directory, or to '' for no log files"),
+    ("train cartpole-balance --gpu-ids None --log-root {busy_root} --run-name busy --resume auto",
+     "run directory {busy_run} is in use by another job ({holder}); wait for that job to end or stop it, or give "
+     "another --run-name"),
     ("play cartpole-balanse", "unknown task 'cartpole-balanse'; known tasks: cartpole-balance, cartpole-swingup"),
     ("play cartpole-balance --checkpoint {tmp}/model_7.pt", "checkpoint {tmp}/model_7.pt does not exist"),
     ("play cartpole-balance --checkpoint {truncated}", "cannot read checkpoint {truncated}: "),
@@ -111,9 +125,12 @@ WITHOUT_GL = {"play cartpole-balance --agent zero --video --num-steps 1"}
 
 
 @pytest.fixture(scope="module")
-def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Files the cases point at: broken, foreign and partial checkpoints, run directories, a plain file."""
+def places(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Files the cases point at: broken, foreign and partial checkpoints, run directories, a plain file; and a run
+    that another process holds."""
     tmp = tmp_path_factory.mktemp("bad-input")
+    busy_run = tmp / "busy-runs" / "cartpole_balance" / "2026-01-01_00-00-00_busy"
+    holder = held_run(busy_run)
     complete = {"actor_state_dict": {}, "critic_state_dict": {}, "optimizer_state_dict": {}, "iter": 3}
     foreign = tmp / "foreign" / "model_3.pt"
     foreign.parent.mkdir()
@@ -136,11 +153,17 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (broken_run / "model_3.pt").write_bytes(truncated.read_bytes())
     (broken_run / "model_9.pt").write_text("cut off\n")
     (tmp / "a-file").write_text("a file, not a directory\n")
-    return {
-        "tmp": str(tmp), "foreign": str(foreign), "truncated": str(truncated), "text": str(text),
-        "not_rsl_rl": str(not_rsl_rl), "partial": str(partial), "empty_run": str(tmp / "empty-run"),
-        "broken_run": str(broken_run), "file": str(tmp / "a-file"), "run": "{run}",
-    }  # fmt: skip
+    try:
+        yield {
+            "tmp": str(tmp), "foreign": str(foreign), "truncated": str(truncated), "text": str(text),
+            "not_rsl_rl": str(not_rsl_rl), "partial": str(partial), "empty_run": str(tmp / "empty-run"),
+            "broken_run": str(broken_run), "file": str(tmp / "a-file"), "run": "{run}",
+            "busy_root": str(tmp / "busy-runs"), "busy_run": str(busy_run),
+            "holder": f"pid {holder.pid} on {socket.gethostname()}",
+        }  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def tree(path: Path) -> list[tuple[str, float]]:
@@ -161,7 +184,10 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     if command in WITHOUT_GL:
         monkeypatch.delenv("MUJOCO_GL", raising=False)
         monkeypatch.setattr(rendering, "find_library", lambda name: None)
-    prog, *args = command.format(**places).split()
+    words = command.format(**places).split()
+    while "=" in words[0]:  # VARIABLE=value before the command
+        monkeypatch.setenv(*words.pop(0).split("=", 1))
+    prog, *args = words
     if prog in {"train", "play"} and "--log-root" not in args:
         args += ["--log-root", str(tmp_path / "runs")]
     if prog == "bench":

@@ -208,13 +208,16 @@ def test_train_and_launch_take_hosts_and_ssh_config(log_root: Path, tmp_path: Pa
 
     monkeypatch.setattr(launcher, "run_ranks", started)
     result = mjdist.train("cartpole-balance", gpu_ids=None, hosts=["node-a", "node-b"], ssh_config=config,
-                          log_root=log_root, agent={"max_iterations": 1})  # fmt: skip
+                          host_check=False, log_root=log_root, agent={"max_iterations": 1})  # fmt: skip
     assert result.hosts == ("node-a", "node-b") and result.world_size == 2
     assert (plans[-1].launcher, plans[-1].ssh_config) == ("torchrunx", str(config.absolute()))
     assert [(rank.rank, rank.host) for rank in plans[-1].ranks] == [(0, "node-a"), (1, "node-b")]
     assert result.to_json()["hosts"] == ["node-a", "node-b"]
 
-    assert len(mjdist.launch(len, "ab", gpu_ids=None, cpu_workers=2, hosts="node-a", ssh_config=config)) == 2
+    with pytest.raises(mjdist.UsageError, match=r"^host node-a does not resolve \("):  # hosts are checked first
+        mjdist.launch(len, "ab", gpu_ids=None, cpu_workers=2, hosts="node-a", ssh_config=config)
+    assert len(mjdist.launch(len, "ab", gpu_ids=None, cpu_workers=2, hosts="node-a", ssh_config=config,
+                             host_check=False)) == 2  # fmt: skip
     assert plans[-1].hosts == ("node-a",) and plans[-1].launcher == "torchrunx" and plans[-1].world_size == 2
     assert plans[-1].ssh_config == str(config.absolute()) and plans[-1].name == "len"
     mjdist.launch(len, "ab", gpu_ids=None)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import HELPERS, REPO, cannot_set_up, every_rank_agreed, subprocess_env
+from conftest import HELPERS, REPO, TRAIN, cannot_set_up, every_rank_agreed, subprocess_env
 from test_interrupt import assert_saved_last_completed_iteration
 
 pytestmark = pytest.mark.slow
@@ -205,6 +205,27 @@ def test_a_failing_rank_on_the_remote_host_ends_the_job_with_its_traceback(two_h
     assert stderr.strip().splitlines()[-1] == "Training failed: rank 1: InjectedFault: injected fault at step 40"
     time.sleep(1.0)
     assert two_hosts.pids_in_node1() <= _sshd_pids(two_hosts), "the remote agent and rank are gone"
+
+
+def test_a_host_that_refuses_the_key_is_named_before_anything_starts(
+    two_hosts: TwoHosts, log_root: Path, tmp_path: Path
+) -> None:
+    _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "unknown_key"))
+    config = tmp_path / "ssh_config"
+    config.write_text(re.sub(r"IdentityFile \S+", f"IdentityFile {tmp_path / 'unknown_key'}",
+                             two_hosts.ssh_config.read_text()))  # fmt: skip
+    train = [str(TRAIN), "cartpole-balance", "--gpu-ids", "None", "--log-root", str(log_root), "--hosts", *ADDRESSES]
+    launcher = two_hosts.run_in_node0([*train, "--ssh-config", str(config)], tmp_path)
+    assert launcher.wait(timeout=120) == 2
+    (line,) = (tmp_path / "launcher.err").read_text().strip().splitlines()
+    assert re.fullmatch(
+        re.escape(f"train: error: host {ADDRESSES[1]} does not accept a non-interactive SSH login (ssh -F {config}, "
+                  f"BatchMode): root@{ADDRESSES[1]}: Permission denied (publickey") + r"[^)]*"
+        + re.escape("); fix the host, key or config, or skip this check with --no-host-check"),
+        line,
+    ), line  # fmt: skip
+    assert not log_root.exists()
+    assert two_hosts.pids_in_node1() <= _sshd_pids(two_hosts), "nothing started on node1"
 
 
 def _wait_for_iteration(launcher: subprocess.Popen, stderr_path: Path, iteration: int) -> None:

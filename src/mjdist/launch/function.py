@@ -25,6 +25,7 @@ def launch(
     cpu_workers: int | str | None = None,
     hosts: str | Sequence[str] = (),
     ssh_config: str | os.PathLike[str] | None = None,
+    host_check: bool = True,
     seed: int = 0,
     torchrunx_log_dir: str | None = None,
     **kwargs: Any,
@@ -55,6 +56,8 @@ def launch(
         hosts: Hosts to start ranks on over SSH (the first must be reachable from every host), or ``"auto"``
             for the SLURM allocation; default: this host only. See docs/cluster.md.
         ssh_config: OpenSSH client config file used to reach ``hosts`` (default: ~/.ssh/config).
+        host_check: Check ``hosts`` first: each resolves and accepts a non-interactive SSH login that runs this
+            Python, in this working directory, with mjdist importable (False skips it).
         seed: Base seed; rank r is seeded with ``seed + r``.
         torchrunx_log_dir: A directory for per-rank log files of a multi-rank launch (default: none).
             The TORCHRUNX_LOG_DIR environment variable, if set, wins.
@@ -64,7 +67,8 @@ def launch(
         ``[fn's value on rank 0, on rank 1, ...]``.
 
     Raises:
-        UsageError: Unusable ``gpu_ids``/``cpu_workers``/``hosts`` (a DeviceSelectionError); nothing was started.
+        UsageError: Unusable ``gpu_ids``/``cpu_workers``/``hosts`` (a DeviceSelectionError; a host that does not
+            resolve or answer SSH), or a log directory that cannot be made; nothing was started.
         RankFailedError: A rank raised or was killed; ``.rank`` names it (the first one that failed). The other
             ranks were stopped at once and no process of the launch survives.
         KeyboardInterrupt: Ctrl-C or SIGTERM; every rank was stopped.
@@ -73,6 +77,7 @@ def launch(
     from mjdist.launch.hosts import resolve_hosts
     from mjdist.launch.machine import read_machine
     from mjdist.launch.plan import plan_ranks
+    from mjdist.launch.preflight import check_launch
 
     request = DeviceRequest.from_values(gpu_ids, cpu_workers)
     machine = read_machine()
@@ -83,6 +88,7 @@ def launch(
     host_names = resolve_hosts((hosts,) if isinstance(hosts, str) else tuple(hosts), ssh_config_path)
     name = getattr(fn, "__qualname__", type(fn).__name__)
     plan = plan_ranks(name, selection, host_names, seed, os.environ, ssh_config_path, torchrunx_log_dir)
+    check_launch(plan, os.environ, host_check)
     from mjdist.launch.launcher import run_ranks  # torch and torchrunx: only once the input was checked
 
     return run_ranks(plan, _function_rank, fn, args, kwargs)

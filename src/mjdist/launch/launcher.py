@@ -119,7 +119,7 @@ def _launch_ranks(plan: LaunchPlan, job: bytes, stopped: str, timeout_s: float) 
     with (
         tempfile.NamedTemporaryFile(prefix="mjdist-failures-", suffix=".log") as failure_file,
         tempfile.NamedTemporaryFile(prefix="mjdist-progress-", suffix=".log") as progress_file,
-        plain_data_log_server(),
+        plain_data_log_server(plan.torchrunx_log_dir) as launch_over,
         gloo_on_loopback(plan.hosts),
     ):
         hosts = list(plan.hosts)
@@ -146,7 +146,10 @@ def _launch_ranks(plan: LaunchPlan, job: bytes, stopped: str, timeout_s: float) 
         watchdog = HangWatchdog(plan.world_size, timeout_s, _kill_workers, Path(progress_file.name))
         try:
             with stop.on_signals(), _no_orphans(), _watching(watchdog, timeout_s):
-                result = launcher.run(run_worker, plan, job)
+                try:
+                    result = launcher.run(run_worker, plan, job)
+                finally:
+                    launch_over()  # torchrunx ended its log server on the way out
         except KeyboardInterrupt as interrupt:
             raise KeyboardInterrupt("every rank was stopped at once") from interrupt
         except Exception as error:

@@ -19,11 +19,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import pickle
+import select
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from logging import Handler
 from socketserver import StreamRequestHandler, ThreadingTCPServer
@@ -39,6 +41,10 @@ MAX_RECORD_BYTES = 16 * 1024 * 1024
 record's values may not add up to more characters either."""
 MAX_RECORD_ITEMS = 100_000
 """The most values (containers, strings, numbers) a record may hold, counting each reference."""
+WATCH_POLL_S = 0.25
+"""How often the log server's watch looks whether the launch has ended."""
+ENDED_GRACE_S = 5.0
+"""A log server that ends this long before its launch did not end with it: it is reported."""
 TORCHRUNX_CHECKED = "0.4.0"
 """The torchrunx release whose log server this module was checked against: ``start_logging_server`` builds
 ``_LogRecordSocketReceiver(host=..., port=..., handlers=...)`` from the module's globals."""
@@ -116,15 +122,32 @@ def as_torchrunx_record(attributes: dict[str, object]) -> logging.LogRecord:
 class PlainDataLogReceiver(ThreadingTCPServer):
     """torchrunx's log server, constructed as torchrunx constructs its own (``host``, ``port``, ``handlers``),
     decoding records with :func:`decode_record`. Each connection has its own thread, so a peer that connects and
-    sends nothing holds only that thread."""
+    sends nothing holds only that thread.
+
+    In the log server process that torchrunx forks, a server that cannot listen says so in one line and ends that
+    process (SystemExit); one that listens writes its pid to ``started_fd`` (set by :func:`plain_data_log_server`),
+    whose reader then sees the end of the pipe when this process ends."""
 
     daemon_threads = True
+    started_fd: int | None = None
+    """The write end of :func:`plain_data_log_server`'s pipe while a launch starts; None otherwise."""
 
     def __init__(self, host: str, port: int, handlers: list[Handler]) -> None:
         self.handlers = handlers
         self.dropped = 0
         self._count_lock = threading.Lock()
-        super().__init__((host, port), _RecordStreamHandler)
+        try:
+            super().__init__((host, port), _RecordStreamHandler)
+        except OSError as error:
+            if self.started_fd is None:
+                raise
+            log.error(
+                "The launcher's log server cannot listen on %s:%d (%s): no rank output will reach this console, and "
+                "no per-rank log files will be written", host, port, error,
+            )  # fmt: skip
+            raise SystemExit(1) from None
+        if self.started_fd is not None:
+            os.write(self.started_fd, f"{os.getpid()}\n".encode())
 
     def count_drop(self) -> int:
         with self._count_lock:
@@ -187,8 +210,11 @@ def _receive(connection: socket.socket, size: int) -> bytes | None:
 
 
 @contextlib.contextmanager
-def plain_data_log_server() -> Iterator[None]:
-    """While open, torchrunx's launcher starts :class:`PlainDataLogReceiver` as its log server.
+def plain_data_log_server(log_dir: str | None = None) -> Iterator[Callable[[], None]]:
+    """While open, torchrunx's launcher starts :class:`PlainDataLogReceiver` as its log server, and a log server
+    that ends while the launch goes on is reported in one line naming ``log_dir``, where the per-rank files are
+    (None: there are none). Yields the call that says the launch is over (torchrunx then ends its log server);
+    leaving the block says it too.
 
     Raises RuntimeError, before anything starts, if torchrunx's log server no longer builds its receiver from the
     name this replaces (the swap would then silently leave the unpickling receiver in place).
@@ -199,8 +225,60 @@ def plain_data_log_server() -> Iterator[None]:
             f"against torchrunx {TORCHRUNX_CHECKED} only"
         )
     checked = log_streaming._LogRecordSocketReceiver
+    watch = _ServerWatch(log_dir)
     log_streaming._LogRecordSocketReceiver = PlainDataLogReceiver  # type: ignore[misc]
+    PlainDataLogReceiver.started_fd = watch.write_fd
     try:
-        yield
+        with watch:
+            yield watch.launch_ended.set
     finally:
+        PlainDataLogReceiver.started_fd = None
         log_streaming._LogRecordSocketReceiver = checked  # type: ignore[misc]
+
+
+class _ServerWatch:
+    """A pipe whose write end the log server process holds once it listens (it writes its pid), and a thread that
+    reads the other end: the end of the pipe is the end of that process. torchrunx ends its log server itself once
+    the launch is over, so only an end that the launch outlives by ENDED_GRACE_S is reported."""
+
+    def __init__(self, log_dir: str | None) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        self.files_note = f"the per-rank log files are in {log_dir}" if log_dir else "there are no per-rank log files"
+        self.launch_ended = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="log-server-watch", daemon=True)
+        self._close_lock = threading.Lock()
+        self._write_open = True
+
+    def __enter__(self) -> None:
+        self._thread.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.launch_ended.set()
+        self._close_write_end()
+        self._thread.join(WATCH_POLL_S * 4)
+        if not self._thread.is_alive():
+            os.close(self.read_fd)
+
+    def _close_write_end(self) -> None:
+        with self._close_lock:
+            if self._write_open:
+                os.close(self.write_fd)
+                self._write_open = False
+
+    def _watch(self) -> None:
+        pid = b""
+        while not self.launch_ended.is_set():
+            if not select.select([self.read_fd], [], [], WATCH_POLL_S)[0]:
+                continue
+            data = os.read(self.read_fd, 64)
+            if data:
+                pid += data
+                self._close_write_end()  # from now on only the log server holds it
+                continue
+            if pid and not self.launch_ended.wait(ENDED_GRACE_S):
+                log.warning(
+                    "The launcher's log server (pid %s) ended while the ranks run: their output no longer reaches "
+                    "this console or the per-rank log files; %s",
+                    pid.decode().strip(), self.files_note,
+                )  # fmt: skip
+            return

@@ -38,6 +38,9 @@ class TrainConfig:
     host; the first must be reachable from every host (not localhost). 'auto': the SLURM allocation."""
     ssh_config: Path | None = None
     """OpenSSH client config file used to reach --hosts (default: ~/.ssh/config)."""
+    host_check: bool = True
+    """Before launching on --hosts, check that every host resolves and accepts a non-interactive SSH login (through
+    --ssh-config) that runs this Python, in this working directory, with mjdist importable; --no-host-check skips it."""
     torchrunx_log_dir: str | None = None
     """Per-rank log files of multi-rank runs; default <run dir>/torchrunx, '' disables them.
     The TORCHRUNX_LOG_DIR environment variable, if set, wins."""

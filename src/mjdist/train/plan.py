@@ -27,6 +27,7 @@ from mjdist.launch.hosts import resolve_hosts
 from mjdist.launch.identity import RankIdentity
 from mjdist.launch.machine import Machine
 from mjdist.launch.plan import LaunchPlan, plan_ranks, plan_scheduler_rank
+from mjdist.launch.preflight import check_launch
 from mjdist.rendering import check_video_flags, choose_gl_backend
 from mjdist.runs import check_writable, run_dir_for
 from mjdist.tasks import TaskSpec
@@ -78,7 +79,8 @@ def plan_training(
     now: datetime.datetime,
 ) -> TrainPlan:
     """Check the configs, resolve the devices and the run directory; a UsageError for bad input. Creates nothing
-    (with ``cfg.dry_run``, GPUs and the log root are not checked either: the plan may be for another machine)."""
+    (with ``cfg.dry_run``, GPUs, the log directories and the hosts are not checked either: the plan may be for
+    another machine)."""
     try:
         cfg.env.validate()
         cfg.agent.validate()
@@ -107,6 +109,7 @@ def plan_training(
                 check_writable(plan.run_dir_path)
             except ValueError as error:
                 raise UsageError(str(error)) from None
+        check_launch(launch, environ, cfg.host_check)
     if cfg.video and not cfg.dry_run:  # rank 0 renders (RenderingUnavailable: exit 2)
         rendering = choose_gl_backend(launch.ranks[0].device, launch.rank_visible_devices, environ)
         launch = dataclasses.replace(launch, rank_environment=tuple(sorted(rendering.items())))
@@ -148,7 +151,5 @@ def _start_point(task: str, cfg: TrainConfig) -> tuple[Path | None, Checkpoint |
     (None, None for a run not started yet); no directory yet and --resume's checkpoint otherwise."""
     if cfg.resume == AUTO:
         found = find_continuation(cfg.log_root / cfg.agent.experiment_name, cfg.run_name, task)
-        if found.resume_from is not None:
-            log.info("Continuing run %s from %s (--resume auto)", found.run_dir, found.resume_from.path.name)
         return found.run_dir, found.resume_from
     return None, resolve_checkpoint(cfg.resume, task) if cfg.resume is not None else None

@@ -19,10 +19,12 @@ from mjdist.launch.devices import DeviceRequest, GpuIds
 from mjdist.launch.machine import read_machine
 from mjdist.overrides import resolve_config
 from mjdist.rl.metrics import env_steps_per_s
+from mjdist.run_lock import hold_run_dir
 from mjdist.runs import list_exports
 from mjdist.tasks import TaskSpec, get_task
 from mjdist.train.config import TrainConfig
 from mjdist.train.plan import TrainPlan, plan_training
+from mjdist.train.requeue import AUTO
 from mjdist.train.restarts import next_iteration, train_with_restarts
 from mjdist.train.result import RankResult, TrainResult
 from mjdist.train.summary import summary_on_exit
@@ -45,6 +47,7 @@ def train(
     cpu_workers: int | str | None = None,
     hosts: str | Sequence[str] = (),
     ssh_config: str | os.PathLike[str] | None = None,
+    host_check: bool = True,
     log_root: str | os.PathLike[str] = "logs/rsl_rl",
     run_name: str = "",
     resume: str | os.PathLike[str] | None = None,
@@ -69,6 +72,8 @@ def train(
             give one host; the first must be reachable from every host), or ``"auto"`` for the SLURM allocation;
             default: this host only. See docs/cluster.md.
         ssh_config: OpenSSH client config file used to reach ``hosts`` (default: ~/.ssh/config).
+        host_check: Check ``hosts`` before launching: each resolves and accepts a non-interactive SSH login that
+            runs this Python, in this working directory, with mjdist importable (False skips it).
         log_root: Runs go to ``<log_root>/<experiment>/<timestamp>[_<run_name>]``.
         run_name: Suffix of the run directory's name.
         resume: A checkpoint or run directory to continue from; ``agent.max_iterations`` then counts the
@@ -102,6 +107,7 @@ def train(
         run_name=run_name,
         hosts=(hosts,) if isinstance(hosts, str) else tuple(hosts),
         ssh_config=None if ssh_config is None else Path(ssh_config),
+        host_check=host_check,
         torchrunx_log_dir=torchrunx_log_dir,
         resume=None if resume is None else Path(resume),
         max_restarts=max_restarts,
@@ -120,11 +126,31 @@ def run_training(spec: TaskSpec, cfg: TrainConfig, request: DeviceRequest) -> Tr
     """Plan the run, train on every rank (restarted up to ``cfg.max_restarts`` times), check that the ranks agree,
     and collect the result."""
     plan = plan_run(spec, cfg, request)
-    if _already_done(plan):
-        log.info("Run %s already did its %d iterations; nothing to do", plan.run_dir, plan.end_iteration)
-        return _result(plan, cfg, (), 0.0)
-    with _whole_job(plan) as job:
-        return _train(spec, cfg, job)
+    with _run_held(plan):
+        if cfg.resume == AUTO and _moved_on(plan):  # its last job saved again while this one was planning
+            plan = plan_run(spec, cfg, request)
+        if cfg.resume == AUTO and plan.resume_from is not None:
+            log.info("Continuing run %s from %s (--resume auto)", plan.run_dir, Path(plan.resume_from).name)
+        if _already_done(plan):
+            log.info("Run %s already did its %d iterations; nothing to do", plan.run_dir, plan.end_iteration)
+            return _result(plan, cfg, (), 0.0)
+        with _whole_job(plan) as job:
+            return _train(spec, cfg, job)
+
+
+def _run_held(plan: TrainPlan) -> contextlib.AbstractContextManager[None]:
+    """The run directory, locked for the job by the process that writes it: the launching process (whose ranks are
+    its children), or in rank mode global rank 0. Another job holding it is refused (a RunInUseError)."""
+    if plan.launch.launcher == "environment" and plan.launch.ranks[0].rank != 0:
+        return contextlib.nullcontext()
+    return hold_run_dir(plan.run_dir_path)
+
+
+def _moved_on(plan: TrainPlan) -> bool:
+    """Whether the run's newest checkpoint is no longer the one the plan continues from."""
+    checkpoints = list_checkpoints(plan.run_dir_path)
+    newest = str(checkpoints[-1].absolute()) if checkpoints else None
+    return newest != (str(Path(plan.resume_from).absolute()) if plan.resume_from is not None else None)
 
 
 def _whole_job(plan: TrainPlan) -> contextlib.AbstractContextManager[TrainPlan]:
