@@ -121,10 +121,11 @@ def _lost_peer(error: BaseException) -> bool:
 
 
 def _says_it_all(error: BaseException) -> bool:
-    """A training failure whose one-line message is the whole story (no traceback needed)."""
-    from mjdist.errors import TrainingFailure
+    """A failure whose one-line message is the whole story (no traceback needed): a training failure, or a rank's
+    hang watchdog naming where it stopped."""
+    from mjdist.errors import RankFailedError, TrainingFailure
 
-    return isinstance(error, TrainingFailure)
+    return isinstance(error, TrainingFailure | RankFailedError)
 
 
 def _die_with_parent() -> None:

@@ -120,20 +120,21 @@ def run_training(spec: TaskSpec, cfg: TrainConfig, request: DeviceRequest) -> Tr
     """Plan the run, train on every rank (restarted up to ``cfg.max_restarts`` times), check that the ranks agree,
     and collect the result."""
     plan = plan_run(spec, cfg, request)
-    if _already_done(plan):
-        log.info("Run %s already did its %d iterations; nothing to do", plan.run_dir, plan.end_iteration)
-        return _result(plan, cfg, (), 0.0)
-    with _whole_job(plan) as job:
+    with _whole_job(plan, cfg) as job:
+        if _already_done(job):
+            log.info("Run %s already did its %d iterations; nothing to do", job.run_dir, job.end_iteration)
+            return _result(job, cfg, (), 0.0)
         return _train(spec, cfg, job)
 
 
-def _whole_job(plan: TrainPlan) -> contextlib.AbstractContextManager[TrainPlan]:
+def _whole_job(plan: TrainPlan, cfg: TrainConfig) -> contextlib.AbstractContextManager[TrainPlan]:
     """The plan of every rank: in rank mode, this process joins its scheduler's job and learns the other ranks'
-    plans and rank 0's run directory; otherwise the plan already is the whole job's."""
+    plans, rank 0's run directory and the start point they agree on; otherwise the plan already is the whole
+    job's."""
     if plan.launch.launcher == "environment":
         from mjdist.train.rank_mode import scheduler_job
 
-        return scheduler_job(plan)
+        return scheduler_job(plan, cfg)
     return contextlib.nullcontext(plan)
 
 
