@@ -69,13 +69,13 @@ def agree_on_start(plan: TrainPlan, cfg: TrainConfig) -> TrainPlan:
 
     views = gather_from_every_rank(local_view(cfg, plan.task, dist.get_rank(), socket.gethostname()))
     winner = choose_start(views, cfg)
-    start = next_iteration = 0
-    if winner is not None:
-        start, next_iteration = winner.iteration, winner.iteration + 1  # type: ignore[operator]
-    end = cfg.agent.max_iterations if cfg.resume == AUTO else next_iteration + cfg.agent.max_iterations
-    if winner is None:
-        return dataclasses.replace(plan, resume_from=None, resume_iteration=None, end_iteration=end)
-    checkpoint_dir = str(Path(winner.checkpoint).parent)  # type: ignore[arg-type]
+    if winner is None or winner.checkpoint is None or winner.iteration is None:  # a start from scratch
+        return dataclasses.replace(
+            plan, resume_from=None, resume_iteration=None, end_iteration=cfg.agent.max_iterations
+        )
+    start = winner.iteration
+    end = cfg.agent.max_iterations if cfg.resume == AUTO else start + 1 + cfg.agent.max_iterations
+    checkpoint_dir = str(Path(winner.checkpoint).parent)
     moved = cfg.resume == AUTO and (winner.host != views[0].host or checkpoint_dir != plan.run_dir)
     continued_from = f"{winner.host}:{checkpoint_dir}" if moved else None  # rank 0 moved to a node without the run
     log.info("Every rank continues from %s (rank %d on %s, iteration %d)", winner.checkpoint, winner.rank,
