@@ -111,6 +111,10 @@ def own_disks(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "node0-disk", tmp_path / "node1-disk"
 
 
+def checkpoint_names(run_dir: Path) -> list[str]:
+    return sorted(path.name for path in run_dir.glob("model_*.pt"))
+
+
 def test_a_requeue_continues_from_the_newest_checkpoint_whichever_node_rank_0_lands_on(tmp_path: Path) -> None:
     disks = own_disks(tmp_path)
 
@@ -121,23 +125,19 @@ def test_a_requeue_continues_from_the_newest_checkpoint_whichever_node_rank_0_la
 
     finish(start_nodes((train(disks[0], 3), train(disks[1], 3)), tmp_path, (1, 0), name="first"), tmp_path, "first")
     (first,) = (disks[1] / "cartpole_balance").iterdir()  # rank 0 ran on node 1: only its disk has the run
-    assert not disks[0].exists() and sorted(path.name for path in first.glob("model_*.pt")) == [
-        "model_0.pt",
-        "model_2.pt",
-    ]
+    assert not disks[0].exists() and checkpoint_names(first) == ["model_0.pt", "model_2.pt"]
 
     stderr = finish(start_nodes((train(disks[0], 5), train(disks[1], 5)), tmp_path, (0, 1)), tmp_path)
     (second,) = (disks[0] / "cartpole_balance").iterdir()  # rank 0 now runs on node 0, which had nothing
-    assert (
-        f"Every rank continues from {first / 'model_2.pt'} (rank 1 on {socket.gethostname()}, iteration 2)" in stderr[0]
-    )
+    holder = f"rank 1 on {socket.gethostname()}, iteration 2"
+    assert f"Every rank continues from {first / 'model_2.pt'} ({holder})" in stderr[0]
     assert "iter 4/5" in stderr[0] and "iter 1/5" not in stderr[0]
     summary = every_rank_agreed(second, 2)
     assert summary["continued_from"] == f"{socket.gethostname()}:{first}"
     assert (summary["iterations"], [Path(path).name for path in summary["checkpoints"]]) == (2, ["model_4.pt"])
     launch = yaml.safe_load((second / "params" / "launch.yaml").read_text())
     assert (launch["resume_rank"], launch["resume_iteration"], launch["end_iteration"]) == (1, 2, 5)
-    assert sorted(path.name for path in first.glob("model_*.pt")) == ["model_0.pt", "model_2.pt"]  # node 1: untouched
+    assert checkpoint_names(first) == ["model_0.pt", "model_2.pt"]  # node 1's disk: left as it was
 
 
 def test_torchrun_restarts_a_job_whose_rank_was_killed_from_the_newest_checkpoint(tmp_path: Path) -> None:
