@@ -14,12 +14,14 @@ from mjdist.cli.train import main
 from mjdist.launch.launcher import ENV_VARS_FOR_RANKS
 
 RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+SLURM_STEP_VARIABLES = ("SLURM_STEP_ID", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_NODEID",
+                        "SLURM_STEP_TASKS_PER_NODE")  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, no_gpus: None) -> None:
     for variable in ("CUDA_VISIBLE_DEVICES", "TORCHRUNX_LOG_DIR", "OMP_NUM_THREADS", "SLURM_JOB_ID", "SLURM_JOBID",
-                     *RANK_VARIABLES):  # fmt: skip
+                     "TORCHELASTIC_RUN_ID", *SLURM_STEP_VARIABLES, *RANK_VARIABLES):  # fmt: skip
         monkeypatch.delenv(variable, raising=False)
 
 
@@ -185,6 +187,32 @@ def test_rank_mode_refuses_flags_that_contradict_the_environment(
     if visible is not None:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     assert message in refusal(capsys, log_root, *args, "--dry-run")
+
+
+@pytest.mark.parametrize(
+    "slurm", [{}, {"SLURM_STEP_ID": "0", "SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "4"}], ids=["pod", "slurm-job"]
+)
+def test_rank_mode_refuses_rank_variables_that_no_per_process_launcher_set(
+    capsys, log_root: Path, monkeypatch, slurm: dict[str, str]
+) -> None:
+    """A Kubernetes pod's RANK and WORLD_SIZE (no LOCAL_RANK), or a SLURM step whose task is not RANK."""
+    set_rank(monkeypatch, rank=1, world=4)
+    monkeypatch.delenv("LOCAL_RANK")
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
+    message = refusal(capsys, log_root, "--dry-run")
+    assert "RANK=1 and WORLD_SIZE=4 are set, but no per-process launcher started train" in message
+    assert "start train with torchrun" in message
+
+
+def test_rank_mode_takes_a_task_of_a_slurm_step_as_one_rank(capsys, log_root: Path, monkeypatch) -> None:
+    set_rank(monkeypatch, rank=3, world=4)
+    for name in ("LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name)
+    for name, value in zip(SLURM_STEP_VARIABLES, ("7", "3", "4", "1", "1", "2(x2)"), strict=True):
+        monkeypatch.setenv(name, value)
+    plan = plan_of(capsys, log_root)
+    assert [(r["rank"], r["local_rank"], r["seed"]) for r in plan["ranks"]] == [(3, 1, 45)]
 
 
 def test_rank_mode_needs_the_rendezvous_address(capsys, log_root: Path, monkeypatch) -> None:

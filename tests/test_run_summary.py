@@ -20,7 +20,7 @@ from mjdist.train.summary import SUMMARY_FILE, RunEnd, read_summary, write_progr
 TASK = "cartpole-balance"
 SHARED_FIELDS = ["task", "run_dir", "world_size", "devices", "hosts", "iterations", "env_steps_per_s", "mean_reward",
                  "mean_episode_length", "wall_time_s", "checkpoints", "exports", "parameter_digest", "rank_digests",
-                 "status", "cause"]  # fmt: skip
+                 "status", "cause", "continued_from"]  # fmt: skip
 PROGRESS = TrainingMetrics(iterations=4, env_steps_per_s=1234.5, mean_reward=17.0, mean_episode_length=21.5)
 
 
@@ -61,7 +61,7 @@ def test_a_finished_run(monkeypatch: pytest.MonkeyPatch, log_root: Path) -> None
     assert summary["checkpoints"] == [str(run_dir / "model_3.pt")]
     assert summary["exports"] == [str(run_dir / "exported" / "model_3.onnx")]
     assert (summary["parameter_digest"], summary["status"], summary["cause"]) == ("d" * 64, "finished", None)
-    assert summary["rank_digests"] == ["d" * 64, "d" * 64]
+    assert summary["rank_digests"] == ["d" * 64, "d" * 64] and summary["continued_from"] is None
     assert 0 <= summary["wall_time_s"] < 60
 
 

@@ -1,8 +1,9 @@
 """Launch the (optionally faulty) cart-pole through mjdist's real launcher and print the ranks' results.
 
 ``launch_task.py LOG_ROOT WORKERS ITERATIONS [HOST ...] [--num-envs N] [--save-interval N] [--max-restarts N]
-[--timeout S] [--learning-rate LR]`` prints one JSON list of RankResult dicts on stdout and exits like
-``train``: 0 on success, 1 when a rank failed, 130 when interrupted. Like ``train``, it writes the run's summary.json.
+[--timeout S] [--learning-rate LR] [--run-name NAME] [--resume auto|PATH]`` prints one JSON list of RankResult
+dicts on stdout and exits like ``train``: 0 on success, 1 when a rank failed, 130 when interrupted. Like ``train``,
+it writes the run's summary.json.
 Faults: see faulty_task.py. It plans like ``train`` does: as one rank under torchrun-style variables, else WORKERS
 CPU workers on each HOST (this host if none), reached with the SSH config file named by ``MJDIST_TEST_SSH_CONFIG``.
 """
@@ -40,6 +41,8 @@ def main() -> int:
     parser.add_argument("--max-restarts", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=TrainConfig.timeout)
     parser.add_argument("--learning-rate", type=float, default=FAULTY.agent.algorithm.learning_rate)
+    parser.add_argument("--run-name", default="")
+    parser.add_argument("--resume", type=Path)
     args = parser.parse_args()
     ssh_config = os.environ.get("MJDIST_TEST_SSH_CONFIG")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -54,6 +57,8 @@ def main() -> int:
             algorithm=dataclasses.replace(agent.algorithm, learning_rate=args.learning_rate, schedule="fixed"),
         ),
         log_root=args.log_root,
+        run_name=args.run_name,
+        resume=args.resume,
         max_restarts=args.max_restarts,
         timeout=args.timeout,
         hosts=tuple(args.hosts),

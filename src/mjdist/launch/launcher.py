@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -20,12 +19,11 @@ import psutil
 import torchrunx
 
 from mjdist.errors import RankFailedError
-from mjdist.launch import heartbeat
 from mjdist.launch.log_receiver import plain_data_log_server
 from mjdist.launch.log_routing import log_handlers
 from mjdist.launch.loopback import gloo_on_loopback
 from mjdist.launch.plan import LaunchPlan
-from mjdist.launch.watchdog import HangWatchdog
+from mjdist.launch.watchdog import HangWatchdog, watching_this_process
 from mjdist.launch.worker import RankFunction, call_in_rank, first_line, pack_job, run_worker
 from mjdist.signals import handling, raise_interrupt
 
@@ -48,16 +46,8 @@ network interface (GLOO_SOCKET_IFNAME, NCCL_SOCKET_IFNAME) and NCCL's settings t
 CLEANUP_GRACE_S = 3.0
 STOPPED_ON_REQUEST = "every rank stopped on request"
 PR_SET_CHILD_SUBREAPER = 36
-HANG_SIGNAL = signal.SIGUSR2
-"""Sent to the main thread of a single-process run by its hang watchdog; raises :class:`Hung` there."""
-HANG_EXIT_GRACE_S = 10.0
-"""A single process whose main thread does not react to the hang signal (stuck in C code) exits after this."""
 
 T = TypeVar("T")
-
-
-class Hung(Exception):
-    """The single-process hang watchdog stopped training."""
 
 
 def run_ranks(
@@ -88,31 +78,12 @@ def run_ranks(
 
 
 def _run_in_process(plan: LaunchPlan, rank_fn: RankFunction[T], args: tuple[object, ...], timeout_s: float) -> T:
-    watchdog = HangWatchdog(1, timeout_s, lambda: _hang_main_thread(watchdog))
-    heartbeat.set_in_process_sink(watchdog.record)
-    try:
-        with _signals_as_interrupt(), handling((HANG_SIGNAL,), _raise_hung), _watching(watchdog, timeout_s):
-            return call_in_rank(plan, lambda: (rank_fn, args))  # type: ignore[return-value]
-    except Hung as hung:
-        raise RankFailedError(watchdog.cause or "hung", 0) from hung
-    finally:
-        heartbeat.set_in_process_sink(None)
+    with _signals_as_interrupt(), watching_this_process(timeout_s):
+        return call_in_rank(plan, lambda: (rank_fn, args))  # type: ignore[return-value]
 
 
 def _watching(watchdog: HangWatchdog, timeout_s: float) -> contextlib.AbstractContextManager[None]:
     return watchdog.watching() if timeout_s > 0 else contextlib.nullcontext()
-
-
-def _raise_hung(signum: int, frame: object) -> None:
-    raise Hung
-
-
-def _hang_main_thread(watchdog: HangWatchdog) -> None:
-    """Interrupt the single process's rank function with :class:`Hung`; exit if it cannot be interrupted."""
-    signal.pthread_kill(threading.main_thread().ident or 0, HANG_SIGNAL)
-    if not watchdog.wait_stopped(HANG_EXIT_GRACE_S):
-        log.error("Training failed: %s; the process did not respond, exiting", watchdog.cause)
-        os._exit(1)
 
 
 def _launch_ranks(plan: LaunchPlan, job: bytes, stopped: str, timeout_s: float) -> list[T]:

@@ -89,7 +89,7 @@ def exit_on_failure(rank: int, fn: Callable[[], ResultT]) -> ResultT:
             log.error("rank %d stopped: another rank went away (%s)", rank, first_line(error),
                       extra=failure_record(rank, "lost-peer", first_line(error)))  # fmt: skip
         elif _says_it_all(error):
-            summary = f"{type(error).__name__}: {first_line(error)}"
+            summary = _one_line(error)
             log.critical("rank %d failed: %s", rank, summary, extra=failure_record(rank, "error", summary))
         else:
             summary = f"{type(error).__name__}: {first_line(error)}"
@@ -120,11 +120,19 @@ def _lost_peer(error: BaseException) -> bool:
     return isinstance(error, dist.DistError) or "by peer" in str(error)
 
 
-def _says_it_all(error: BaseException) -> bool:
-    """A training failure whose one-line message is the whole story (no traceback needed)."""
-    from mjdist.errors import TrainingFailure
+def _one_line(error: BaseException) -> str:
+    """A failure that says it all, in one line; a RankFailedError (a rank's hang watchdog) names its cause itself."""
+    from mjdist.errors import RankFailedError
 
-    return isinstance(error, TrainingFailure)
+    return first_line(error) if isinstance(error, RankFailedError) else f"{type(error).__name__}: {first_line(error)}"
+
+
+def _says_it_all(error: BaseException) -> bool:
+    """A failure whose one-line message is the whole story (no traceback needed): a training failure, or a rank's
+    hang watchdog naming where it stopped."""
+    from mjdist.errors import RankFailedError, TrainingFailure
+
+    return isinstance(error, TrainingFailure | RankFailedError)
 
 
 def _die_with_parent() -> None:

@@ -162,12 +162,18 @@ class DistributedRunner(OnPolicyRunner):
 
     def load_checkpoint(self, path: Path, device: str) -> None:
         """Load networks, optimizer, normalizers and iteration from ``path``; a CheckpointError if they don't fit."""
+        self.load_state(load_weights_only(path, device), path)
+
+    def load_state(self, state: dict, source: Path) -> None:
+        """Load networks, optimizer, normalizers and iteration from a checkpoint's ``state`` (read from ``source``,
+        here or by another rank); a CheckpointError if they don't fit."""
         try:
-            self.load(str(path), map_location=device)
+            if self.alg.load(state, None, strict=True):
+                self.current_learning_iteration = state["iter"]
         except RuntimeError as error:  # torch's load_state_dict: missing keys or shapes that differ
             lines = [line.strip() for line in str(error).splitlines() if line.strip()]
             raise CheckpointError(
-                f"checkpoint {path} does not fit this task's networks: {' '.join(lines[:2])}"
+                f"checkpoint {source} does not fit this task's networks: {' '.join(lines[:2])}"
             ) from error
 
     def load(

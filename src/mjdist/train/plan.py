@@ -32,7 +32,7 @@ from mjdist.rendering import check_video_flags, choose_gl_backend
 from mjdist.runs import check_writable, run_dir_for
 from mjdist.tasks import TaskSpec
 from mjdist.train.config import TrainConfig, check_run_options
-from mjdist.train.requeue import AUTO, find_continuation
+from mjdist.train.requeue import AUTO, find_continuation, newest_run_dir
 
 log = logging.getLogger("mjdist.train")
 
@@ -51,7 +51,13 @@ class TrainPlan:
     """The iteration resume_from was saved after, from its state (None: start from scratch)."""
     end_iteration: int | None = None
     """Iterations done when training stops, counting those before resume_from (None: --agent.max-iterations more
-    than resume_from's). Set when a run continues in its own directory (restarts, --resume auto)."""
+    than resume_from's). Set when a run continues in its own directory (restarts, --resume auto), and in rank mode."""
+    resume_rank: int = 0
+    """The global rank that reads resume_from from its own disk and sends its state to the others; in rank mode the
+    rank that found the newest checkpoint (:mod:`mjdist.train.resume_point`)."""
+    continued_from: str | None = None
+    """``host:directory`` that resume_from lies in, where that is not run_dir on rank 0's host (rank mode without
+    shared storage, after rank 0 moved to another node); None otherwise."""
 
     @property
     def task(self) -> str:
@@ -91,7 +97,8 @@ def plan_training(
                 raise ValueError(f"--video-interval must be at least 1 iteration, got {cfg.video_interval}")
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    continued_run, resume_from = _start_point(spec.name, cfg)
+    in_rank_mode = RankIdentity.from_scheduler(environ) is not None
+    continued_run, resume_from = _own_run(cfg) if in_rank_mode else _start_point(spec.name, cfg)
     run_dir = continued_run or run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
     launch, notice = _plan_launch(spec.name, cfg, request, machine, environ, run_dir)
     plan = TrainPlan(
@@ -144,6 +151,15 @@ def _plan_launch(
     log_dir = str(run_dir / "torchrunx") if cfg.torchrunx_log_dir is None else cfg.torchrunx_log_dir
     launch = plan_ranks(task, selection, hosts, cfg.agent.seed, environ, cfg.ssh_config, log_dir)
     return launch, selection.notice
+
+
+def _own_run(cfg: TrainConfig) -> tuple[Path | None, None]:
+    """A rank's run directory in rank mode: under ``--resume auto`` the named run's newest directory on this node,
+    if any. The checkpoint to start from is chosen once the ranks have joined the job (see
+    :func:`mjdist.train.resume_point.agree_on_start`), since each node may hold another one, or none."""
+    if cfg.resume == AUTO:
+        return newest_run_dir(cfg.log_root / cfg.agent.experiment_name, cfg.run_name), None
+    return None, None
 
 
 def _start_point(task: str, cfg: TrainConfig) -> tuple[Path | None, Checkpoint | None]:

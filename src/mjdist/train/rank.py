@@ -30,6 +30,7 @@ from mjdist.train.kernel_cache import built_marker, mark_built
 from mjdist.train.plan import TrainPlan
 from mjdist.train.restarts import next_iteration
 from mjdist.train.result import RankResult
+from mjdist.train.resume_point import checkpoint_state
 from mjdist.train.summary import write_progress
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,8 @@ def train_rank(ctx: RankContext, plan: TrainPlan, cfg: TrainConfig, spec: TaskSp
         local_rank=ctx.local_rank,
         on_stage=lambda stage: beat(ctx.rank, stage),
     )
-    if plan.resume_from is not None:
-        runner.load_checkpoint(Path(plan.resume_from), ctx.device)
+    if plan.resume_from is not None:  # read by one rank, sent to the others (see resume_point)
+        runner.load_state(checkpoint_state(plan, ctx), Path(plan.resume_from))
         runner.current_learning_iteration += 1  # the next iteration is numbered after the checkpoint's
     iterations = iterations_to_run(plan, cfg)
     if ctx.is_main:

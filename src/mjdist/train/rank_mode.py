@@ -3,8 +3,10 @@
 Such schedulers start every process themselves and describe its place with torchrun-style variables (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). ``train`` then launches nothing: it plans only
 its own rank (device ``cuda:<LOCAL_RANK>`` when GPUs are visible, else the CPU; seed = base + ``RANK``), creates
-the process group from the environment (``env://``), takes the run directory that rank 0 chose, trains, and on
-any failure exits its process at once so that torchrun stops the other ranks.
+the process group from the environment (``env://``), takes the run directory that rank 0 chose, agrees with the
+other ranks on the checkpoint to continue from (:mod:`mjdist.train.resume_point`: no storage needs to be shared),
+trains under its own hang watchdog (``--timeout``), and on any failure exits its process at once so that torchrun
+stops the other ranks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from mjdist.launch.identity import RankIdentity
 from mjdist.launch.plan import RankPlan
 from mjdist.tasks import TaskSpec
 from mjdist.train.config import TrainConfig
+from mjdist.train.resume_point import agree_on_start
 
 if TYPE_CHECKING:
     from mjdist.train.plan import TrainPlan
@@ -28,10 +31,11 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def scheduler_job(plan: TrainPlan) -> Iterator[TrainPlan]:
+def scheduler_job(plan: TrainPlan, cfg: TrainConfig) -> Iterator[TrainPlan]:
     """Join the process group of the job the scheduler started (``env://``) for the block, and yield the job's whole
-    plan: every rank's own plan (so params/launch.yaml and summary.json list them all), and rank 0's run directory,
-    since clocks and start times differ between nodes."""
+    plan: every rank's own plan (so params/launch.yaml and summary.json list them all), rank 0's run directory,
+    since clocks and start times differ between nodes, and the start and end point the ranks agreed on (a
+    RanksDisagree, on every rank, if they cannot agree)."""
     import torch
     import torch.distributed as dist
 
@@ -47,7 +51,7 @@ def scheduler_job(plan: TrainPlan) -> Iterator[TrainPlan]:
         every = tuple(rank for rank in ranks if rank is not None)
         hosts = tuple(dict.fromkeys(rank.host for rank in every))
         launch = dataclasses.replace(plan.launch, ranks=every, hosts=hosts)
-        yield dataclasses.replace(plan, launch=launch, run_dir=chosen[0])
+        yield agree_on_start(dataclasses.replace(plan, launch=launch, run_dir=chosen[0]), cfg)
     finally:
         dist.destroy_process_group()
 
@@ -70,8 +74,9 @@ def _train_in_group(plan: TrainPlan, cfg: TrainConfig, spec: TaskSpec, identity:
     import torch.distributed as dist
 
     from mjdist.launch.bootstrap import enter_device
+    from mjdist.launch.watchdog import watching_this_process
 
-    with enter_device(plan.launch, identity) as ctx:
+    with enter_device(plan.launch, identity) as ctx, watching_this_process(cfg.timeout, identity.rank):
         from mjdist.train.rank import train_rank  # once the rank is set up: mujoco reads MUJOCO_GL on import
 
         result = train_rank(ctx, plan, cfg, spec)

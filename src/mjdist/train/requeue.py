@@ -29,14 +29,19 @@ class Continuation:
 def find_continuation(experiment_dir: Path, run_name: str, task: str) -> Continuation:
     """The newest ``<timestamp>_<run_name>`` directory under ``experiment_dir`` and its newest loadable
     checkpoint; a directory without checkpoints is started again from scratch."""
-    pattern = re.compile(rf"^\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d_{re.escape(run_name)}$")
-    if not experiment_dir.is_dir():
+    run_dir = newest_run_dir(experiment_dir, run_name)
+    if run_dir is None:
         return Continuation(None, None)
-    runs = sorted(path for path in experiment_dir.iterdir() if path.is_dir() and pattern.match(path.name))
-    if not runs:
-        return Continuation(None, None)
-    run_dir = runs[-1].absolute()
     try:
         return Continuation(run_dir, newest_loadable_checkpoint(run_dir, task))
     except CheckpointError:
         return Continuation(run_dir, None)
+
+
+def newest_run_dir(experiment_dir: Path, run_name: str) -> Path | None:
+    """The newest ``<timestamp>_<run_name>`` directory under ``experiment_dir``, absolute; None if there is none."""
+    pattern = re.compile(rf"^\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d_{re.escape(run_name)}$")
+    if not experiment_dir.is_dir():
+        return None
+    runs = sorted(path for path in experiment_dir.iterdir() if path.is_dir() and pattern.match(path.name))
+    return runs[-1].absolute() if runs else None

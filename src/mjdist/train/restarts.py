@@ -67,8 +67,20 @@ def _restart_plan(plan: TrainPlan, spec: TaskSpec, initial: TrainPlan) -> TrainP
     try:
         checkpoint = newest_loadable_checkpoint(plan.run_dir_path, spec.name)
     except CheckpointError:  # failed before its first checkpoint: start again where it started
-        return dataclasses.replace(plan, resume_from=initial.resume_from, resume_iteration=initial.resume_iteration)
-    return dataclasses.replace(plan, resume_from=str(checkpoint.path), resume_iteration=checkpoint.iteration)
+        return dataclasses.replace(
+            plan,
+            resume_from=initial.resume_from,
+            resume_iteration=initial.resume_iteration,
+            resume_rank=initial.resume_rank,
+            continued_from=initial.continued_from,
+        )
+    return dataclasses.replace(  # the launcher's run directory: rank 0's, which reads it
+        plan,
+        resume_from=str(checkpoint.path),
+        resume_iteration=checkpoint.iteration,
+        resume_rank=0,
+        continued_from=None,
+    )
 
 
 def _record(plan: TrainPlan, restart: int, max_restarts: int, cause: str) -> None:

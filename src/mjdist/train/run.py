@@ -127,14 +127,15 @@ def run_training(spec: TaskSpec, cfg: TrainConfig, request: DeviceRequest) -> Tr
     and collect the result."""
     plan = plan_run(spec, cfg, request)
     with _run_held(plan):
-        if cfg.resume == AUTO and _moved_on(plan):  # its last job saved again while this one was planning
+        if cfg.resume == AUTO and plan.launch.launcher != "environment" and _moved_on(plan):
+            # its last job saved again while this one was planning (rank mode agrees on its start after the join)
             plan = plan_run(spec, cfg, request)
         if cfg.resume == AUTO and plan.resume_from is not None:
             log.info("Continuing run %s from %s (--resume auto)", plan.run_dir, Path(plan.resume_from).name)
-        if _already_done(plan):
-            log.info("Run %s already did its %d iterations; nothing to do", plan.run_dir, plan.end_iteration)
-            return _result(plan, cfg, (), 0.0)
-        with _whole_job(plan) as job:
+        with _whole_job(plan, cfg) as job:
+            if _already_done(job):
+                log.info("Run %s already did its %d iterations; nothing to do", job.run_dir, job.end_iteration)
+                return _result(job, cfg, (), 0.0)
             return _train(spec, cfg, job)
 
 
@@ -153,13 +154,14 @@ def _moved_on(plan: TrainPlan) -> bool:
     return newest != (str(Path(plan.resume_from).absolute()) if plan.resume_from is not None else None)
 
 
-def _whole_job(plan: TrainPlan) -> contextlib.AbstractContextManager[TrainPlan]:
+def _whole_job(plan: TrainPlan, cfg: TrainConfig) -> contextlib.AbstractContextManager[TrainPlan]:
     """The plan of every rank: in rank mode, this process joins its scheduler's job and learns the other ranks'
-    plans and rank 0's run directory; otherwise the plan already is the whole job's."""
+    plans, rank 0's run directory and the start point they agree on; otherwise the plan already is the whole
+    job's."""
     if plan.launch.launcher == "environment":
         from mjdist.train.rank_mode import scheduler_job
 
-        return scheduler_job(plan)
+        return scheduler_job(plan, cfg)
     return contextlib.nullcontext(plan)
 
 

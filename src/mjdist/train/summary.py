@@ -5,7 +5,9 @@ iterations and metrics survive however the run ends; the launching process write
 ends, finished, interrupted or failed (:func:`summary_on_exit`). Its field names are those of mjdist's other
 results: ``task``, ``run_dir``, ``world_size``, ``devices``, ``hosts``, ``iterations``, ``wall_time_s``,
 ``env_steps_per_s``, ``mean_reward``, ``mean_episode_length``, ``checkpoints``, ``exports``,
-``parameter_digest`` (and ``rank_digests``, each rank's, in rank order), ``status`` and ``cause``. It is strict
+``parameter_digest`` (and ``rank_digests``, each rank's, in rank order), ``status``, ``cause`` and
+``continued_from`` (``host:directory`` of the checkpoint the run continued from when that lies outside the run's
+own directory on rank 0's host, else null). It is strict
 JSON: a number that is not finite is written as null.
 
 Kept free of heavy imports: the launching process imports it before any rank starts.
@@ -121,6 +123,7 @@ def _summary(
         "rank_digests": list(end.rank_digests),
         "status": status,
         "cause": cause,
+        "continued_from": plan.continued_from,
     }
 
 
