@@ -6,6 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from mjdist.domains import above_zero, finite, flag_name
 from mjdist.envs.config import EnvConfig
 from mjdist.rl.config import AgentConfig, ModelConfig, PpoConfig
 from mjdist.tasks import TaskSpec
@@ -61,6 +62,15 @@ class CartpoleConfig(EnvConfig):
     """An episode fails when |cart position| exceeds this (m); inf never fails."""
     pole_angle_limit: float = 0.4
     """An episode fails when the pole leans more than this from upright (rad); inf never fails."""
+
+    def validate(self) -> None:
+        """The base checks, and the start state's and the failure bounds' domains."""
+        super().validate()
+        finite("--env.initial-angle", self.initial_angle)
+        for name in ("initial_angle_noise", "initial_position_noise", "initial_velocity_noise"):
+            finite(flag_name(f"env.{name}"), getattr(self, name), 0)
+        for name in ("cart_limit", "pole_angle_limit"):
+            above_zero(flag_name(f"env.{name}"), getattr(self, name))
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,12 @@ affinity); planning takes the :class:`Machine` it returns, so a test passes a ma
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+import psutil
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,8 @@ class Machine:
     """Cores this process may run on (its CPU affinity)."""
     cuda_initialized: bool = False
     """Whether this process already started CUDA (then CUDA_VISIBLE_DEVICES can no longer be narrowed)."""
+    available_memory: int | None = None
+    """Bytes of host memory available to new processes without swapping (None: not known)."""
 
     @property
     def visible(self) -> tuple[str, ...]:
@@ -47,7 +52,17 @@ def read_machine(environ: Mapping[str, str] = os.environ) -> Machine:
         initialized = torch.cuda.is_initialized()
     elif "torch" in sys.modules:
         initialized = sys.modules["torch"].cuda.is_initialized()
-    return Machine(cuda_visible_devices, gpu_count, max(len(os.sched_getaffinity(0)), 1), initialized)
+    cores = max(len(os.sched_getaffinity(0)), 1)
+    return Machine(cuda_visible_devices, gpu_count, cores, initialized, psutil.virtual_memory().available)
+
+
+def free_gpu_memory(physical_gpus: tuple[str, ...]) -> tuple[int, ...]:
+    """Free device memory of each GPU (CUDA_VISIBLE_DEVICES entries), asked of CUDA in a short-lived process so
+    that this one starts no CUDA context."""
+    query = "import torch; print(*(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())))"
+    environ = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(physical_gpus)}
+    output = subprocess.run([sys.executable, "-c", query], env=environ, capture_output=True, text=True, check=True)
+    return tuple(int(free) for free in output.stdout.split())
 
 
 def parse_visible_devices(value: str | None, device_count: int) -> tuple[str, ...]:

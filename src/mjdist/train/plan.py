@@ -27,10 +27,12 @@ from mjdist.launch.hosts import resolve_hosts
 from mjdist.launch.identity import RankIdentity
 from mjdist.launch.machine import Machine
 from mjdist.launch.plan import LaunchPlan, plan_ranks, plan_scheduler_rank
-from mjdist.rendering import check_video_flags, choose_gl_backend
+from mjdist.rendering import choose_gl_backend
+from mjdist.rl.config import SEED_MAX
 from mjdist.runs import check_writable, run_dir_for
 from mjdist.tasks import TaskSpec
 from mjdist.train.config import TrainConfig, check_run_options
+from mjdist.train.memory import check_memory, estimate_rank_memory
 from mjdist.train.requeue import AUTO, find_continuation
 
 log = logging.getLogger("mjdist.train")
@@ -51,6 +53,8 @@ class TrainPlan:
     end_iteration: int | None = None
     """Iterations done when training stops, counting those before resume_from (None: --agent.max-iterations more
     than resume_from's). Set when a run continues in its own directory (restarts, --resume auto)."""
+    memory_per_rank_bytes: int | None = None
+    """Estimated peak memory of one rank (host memory on the CPU, device memory on a GPU); see train/memory.py."""
 
     @property
     def task(self) -> str:
@@ -83,23 +87,24 @@ def plan_training(
         cfg.env.validate()
         cfg.agent.validate()
         check_run_options(cfg)
-        if cfg.video:
-            check_video_flags(cfg.video_length, cfg.video_width, cfg.video_height)
-            if cfg.video_interval < 1:
-                raise ValueError(f"--video-interval must be at least 1 iteration, got {cfg.video_interval}")
     except ValueError as error:
         raise ConfigError(str(error)) from None
     continued_run, resume_from = _start_point(spec.name, cfg)
     run_dir = continued_run or run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
     launch, notice = _plan_launch(spec.name, cfg, request, machine, environ, run_dir)
+    check_seeds(launch)
+    memory = estimate_rank_memory(spec.load_env_class().model_file, cfg.env, cfg.agent, _on_gpu(launch))
     plan = TrainPlan(
         launch,
         str(run_dir),
         str(resume_from.path) if resume_from is not None else None,
         resume_from.iteration if resume_from is not None else None,
         cfg.agent.max_iterations if cfg.resume == AUTO else None,
+        memory.rank_bytes,
     )
     if not cfg.dry_run:
+        if not cfg.skip_memory_check:
+            check_memory(launch, memory, machine)
         if any(rank.physical_gpu is not None for rank in launch.ranks):
             check_gpus_exist(machine)
         if launch.ranks[0].rank == 0:  # in rank mode only rank 0 writes, and only its host must allow it
@@ -141,6 +146,20 @@ def _plan_launch(
     log_dir = str(run_dir / "torchrunx") if cfg.torchrunx_log_dir is None else cfg.torchrunx_log_dir
     launch = plan_ranks(task, selection, hosts, cfg.agent.seed, environ, cfg.ssh_config, log_dir)
     return launch, selection.notice
+
+
+def check_seeds(launch: LaunchPlan) -> None:
+    """A ConfigError unless every rank's seed (--agent.seed + rank) is one that NumPy, torch and Warp all take."""
+    highest = max(rank.seed for rank in launch.ranks)
+    if highest > SEED_MAX:
+        raise ConfigError(
+            f"--agent.seed must be at most {SEED_MAX - launch.world_size + 1} with {launch.world_size} ranks "
+            f"(rank r is seeded with seed + r, at most {SEED_MAX}), got {highest - launch.ranks[-1].rank}"
+        )
+
+
+def _on_gpu(launch: LaunchPlan) -> bool:
+    return launch.ranks[0].physical_gpu is not None
 
 
 def _start_point(task: str, cfg: TrainConfig) -> tuple[Path | None, Checkpoint | None]:
