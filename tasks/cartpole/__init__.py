@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mjdist.domains import above_zero, finite, flag_name
 from mjdist.envs.config import EnvConfig
 from mjdist.rl.config import AgentConfig, ModelConfig, PpoConfig
 from mjdist.tasks import TaskSpec
+
+MODEL_FILE = Path(__file__).with_name("cartpole.xml")
+"""The task's MJCF model."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ BALANCE = TaskSpec(
     agent=dataclasses.replace(_AGENT, experiment_name="cartpole_balance"),
     play_env=BalanceConfig(num_envs=16),
     video_camera="track",
+    model_file=MODEL_FILE,
 )
 
 SWINGUP = TaskSpec(
@@ -123,4 +128,5 @@ SWINGUP = TaskSpec(
     agent=dataclasses.replace(_AGENT, experiment_name="cartpole_swingup", max_iterations=300),
     play_env=SwingupConfig(num_envs=16),
     video_camera="track",
+    model_file=MODEL_FILE,
 )

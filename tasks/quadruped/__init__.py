@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mjdist.domains import above_zero, finite, finite_range, flag_name, positive_finite
 from mjdist.envs.config import EnvConfig
 from mjdist.rl.config import AgentConfig, ModelConfig, PpoConfig
 from mjdist.tasks import TaskSpec
+
+MODEL_FILE = Path(__file__).with_name("quadruped.xml")
+"""The task's MJCF model."""
 
 
 @dataclass(frozen=True)
@@ -163,4 +167,5 @@ VELOCITY_FLAT = TaskSpec(
         randomization=dataclasses.replace(DomainRandomization(), friction=(1.0, 1.0), trunk_mass_offset=(0.0, 0.0)),
     ),
     video_camera="track",
+    model_file=MODEL_FILE,
 )

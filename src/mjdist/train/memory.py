@@ -5,7 +5,7 @@ Adam's moments, and, for each of its ``num_envs`` worlds, the simulation state, 
 of a mini-batch's activations during the PPO update. The sizes come from the task's MuJoCo model (nq, nv, nu,
 nbody, ngeom, nsensordata, nconmax, njmax) and the configs; the per-item byte counts below are those of
 MuJoCo-Warp 4.0 and rsl_rl 5.5, and docs/reliability.md compares the estimate with measured peak memory.
-``benchmarks/memory_estimate.py`` measures it again.
+``scripts/memory_estimate.py`` measures it again.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import socket
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from mjdist.envs.config import EnvConfig
 from mjdist.errors import ConfigError
@@ -125,14 +126,31 @@ def model_sizes(model_file: Path, nconmax: int | None, njmax: int | None) -> Mod
 @cache
 def _read_model(model_file: str) -> tuple[int, ...]:
     import mujoco
-    from mujoco_warp._src.io import _default_nconmax, _default_njmax
 
     try:
         model = mujoco.MjModel.from_xml_path(model_file)
     except ValueError as error:
         raise ConfigError(f"cannot load the task's model {model_file}: {error}") from None
     sizes = (model.nq, model.nv, model.nu, model.nbody, model.ngeom, model.nsensordata)
-    return (*sizes, _default_nconmax(model), _default_njmax(model))
+    return (*sizes, *default_contact_sizes(model))
+
+
+def default_contact_sizes(model: Any) -> tuple[int, int]:
+    """``(nconmax, njmax)``: MuJoCo-Warp 4.0's guesses for a model (``put_data`` without them), computed here so
+    that planning need not import MuJoCo-Warp; tests/test_domains.py checks them against it."""
+    import mujoco
+
+    sdf = bool((model.geom_type == mujoco.mjtGeom.mjGEOM_SDF).any())
+    flex, hfield = model.nflex > 0, model.nhfield > 0
+    nconmax = max(model.nv * 0.35 * hfield * 10 + 45, 256 * flex, 64 * sdf)
+    njmax = max(model.nv * 2.26 * hfield * 18 + 53, 512 * flex, 256 * sdf)
+    return _rounded_up(nconmax), _rounded_up(njmax)
+
+
+def _rounded_up(size: float) -> int:
+    """The next of MuJoCo-Warp's sizes 16, 24, 32, 48, 64, ... 8192 (beyond 8192: the size itself)."""
+    sizes = [(2 + i % 2) * 2 ** (i // 2 + 3) for i in range(19)]
+    return int(next((s for s in sizes if s >= size), size))
 
 
 def check_fits(estimate: MemoryEstimate, ranks: int, available: int, where: str) -> None:

@@ -93,7 +93,7 @@ def plan_training(
     run_dir = continued_run or run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
     launch, notice = _plan_launch(spec.name, cfg, request, machine, environ, run_dir)
     check_seeds(launch)
-    memory = estimate_rank_memory(spec.load_env_class().model_file, cfg.env, cfg.agent, _on_gpu(launch))
+    memory = estimate_rank_memory(spec.model_path(), cfg.env, cfg.agent, _on_gpu(launch))
     plan = TrainPlan(
         launch,
         str(run_dir),
