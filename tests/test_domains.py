@@ -48,9 +48,10 @@ NOT_GENERATED = {
 }
 """Fields whose domains other tests cover: devices (test_devices, test_bad_input), hosts and their SSH config and
 the per-rank log directory (the launch checks)."""
-NOT_TRAINED = {"log_root", "resume", "max_iterations"}
+NOT_TRAINED = {"log_root", "resume", "max_iterations", "max_restarts"}
 """Accepted values of these are planned but not trained: a log root may be anywhere (/ is writable by root), a
-resume needs a checkpoint, and the training runs do one iteration."""
+resume needs a checkpoint, the training runs do one iteration, and restarts matter only after a failure (where
+10^18 of them would go on for ever; tests/test_survival.py covers restarts)."""
 TIME_BOUND = {"num_learning_epochs", "decimation"}
 """Fields whose huge values are accepted but cost time, not memory (10^18 epochs would train for ages): their
 trained values are at most 8."""
@@ -276,21 +277,30 @@ def test_accepted_boundary_values_train_for_one_iteration(
 ) -> None:
     tmp = tmp_path_factory.mktemp("plan")
     monkeypatch.chdir(tmp)
-    small = {("env", "num_envs"): 4, ("agent", "num_steps_per_env"): 4, ("agent", "max_iterations"): 1}
     batches = trained_batches(tmp)
     print(f"training {sum(map(len, batches))} accepted cases in {len(batches)} runs")
-    failures = []
+    failures: list[str] = []
     for index, batch in enumerate(batches):
-        paths = {case.path for case in batch}
-        base = [Case("train", path, value) for path, value in small.items() if path not in paths]
-        cfg = with_cases(defaults("train"), [*base, *batch], tmp / f"run{index}")
-        try:
-            result = run_training(TASK, cfg, DeviceRequest.from_flags(("None",), None))
-        except Exception as error:
-            failures.append(f"{[str(case) for case in batch]}: {type(error).__name__}: {error}")
-            continue
-        assert result.iterations == 1
+        train_one_iteration(batch, tmp / f"run{index}", failures)
     assert failures == []
+
+
+def train_one_iteration(batch: list[Case], tmp: Path, failures: list[str]) -> None:
+    """Train ``batch`` for one iteration; on a failure, each half again, down to the cases that fail alone."""
+    small = {("env", "num_envs"): 4, ("agent", "num_steps_per_env"): 4, ("agent", "max_iterations"): 1}
+    paths = {case.path for case in batch}
+    base = [Case("train", path, value) for path, value in small.items() if path not in paths]
+    cfg = with_cases(defaults("train"), [*base, *batch], tmp)
+    try:
+        result = run_training(TASK, cfg, DeviceRequest.from_flags(("None",), None))
+    except Exception as error:
+        if len(batch) > 1:
+            train_one_iteration(batch[: len(batch) // 2], tmp / "a", failures)
+            train_one_iteration(batch[len(batch) // 2 :], tmp / "b", failures)
+        else:
+            failures.append(f"{batch[0]}: {type(error).__name__}: {error}")
+        return
+    assert result.iterations == 1, [str(case) for case in batch]
 
 
 API_ROWS = [line.split(" | ") for line in DOCS.read_text().splitlines() if line.startswith("| `mjdist.")]
@@ -303,6 +313,6 @@ def test_the_python_api_rows_are_refused_as_documented(
     monkeypatch.chdir(tmp_path)
     call, error = row[0].removeprefix("| `").removesuffix("`"), row[2].removeprefix("`").removesuffix("` |")
     with pytest.raises(UsageError) as refusal:
-        eval(call, {"mjdist": mjdist})
+        eval(call, {"mjdist": mjdist})  # the docs' own example call
     assert str(refusal.value) == error
     assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,8 @@ from typing import Literal
 
 INT64_MAX = 2**63 - 1
 """The largest integer torch, Warp and NumPy take as a count or index."""
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: every float of the simulation and the learner becomes one (beyond it: inf)."""
 NAME_MAX = 255
 """The longest file name (in bytes) Linux file systems accept."""
 
@@ -34,16 +36,16 @@ def at_least(flag: str, value: int, minimum: int) -> None:
 
 
 def positive_finite(flag: str, value: float) -> None:
-    """``value`` is above 0 and finite."""
-    if not 0 < value < math.inf:
-        raise ValueError(f"{flag} must be a positive finite number, got {value}")
+    """``value`` is above 0 and a finite float32."""
+    if not 0 < value <= FLOAT32_MAX:
+        raise ValueError(f"{flag} must be a positive finite number (at most 3.4e+38), got {value}")
 
 
 def finite(flag: str, value: float, minimum: float = -math.inf) -> None:
-    """``value`` is finite and ``minimum`` or more."""
-    if not (math.isfinite(value) and value >= minimum):
-        wanted = "a finite number" if minimum == -math.inf else f"a finite number, {minimum:g} or more"
-        raise ValueError(f"{flag} must be {wanted}, got {value}")
+    """``value`` is a finite float32, ``minimum`` or more."""
+    if not (abs(value) <= FLOAT32_MAX and value >= minimum):
+        wanted = "" if minimum == -math.inf else f", {minimum:g} or more"
+        raise ValueError(f"{flag} must be a finite number (at most 3.4e+38 in size){wanted}, got {value}")
 
 
 def above_zero(flag: str, value: float) -> None:
@@ -55,7 +57,7 @@ def above_zero(flag: str, value: float) -> None:
 def finite_range(flag: str, bounds: tuple[float, float], minimum: float = -math.inf) -> None:
     """``bounds`` is a finite (low, high) range with low <= high, and low is ``minimum`` or more."""
     low, high = bounds
-    if not (math.isfinite(low) and math.isfinite(high) and minimum <= low <= high):
+    if not (abs(low) <= FLOAT32_MAX and abs(high) <= FLOAT32_MAX and minimum <= low <= high):
         wanted = "" if minimum == -math.inf else f", from {minimum:g} up"
         raise ValueError(f"{flag} must be a finite range LOW HIGH with LOW <= HIGH{wanted}, got {low} {high}")
 

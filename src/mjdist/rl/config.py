@@ -14,6 +14,9 @@ ACTIVATIONS = ("elu", "selu", "relu", "crelu", "lrelu", "tanh", "sigmoid", "soft
 SEED_MAX = 2**32 - 1
 """The largest seed every generator takes (NumPy's is 32 bits); rank r is seeded with seed + r."""
 
+INIT_NOISE_STD = (1e-4, 1e4)
+"""The initial policy noise a float32 Gaussian's log-probabilities stay finite with (1/std^2 and log std)."""
+
 PPO_CLASS_NAME = "mjdist.rl.ppo:DistributedPPO"
 """The algorithm rsl_rl builds (``train_cfg["algorithm"]["class_name"]``): its PPO, extended through that seam."""
 
@@ -100,7 +103,9 @@ class AgentConfig:
             raise ValueError(f"--agent.seed must be between 0 and {SEED_MAX}, got {self.seed}")
         if self.logger == "wandb" and not self.wandb_project.strip():
             raise ValueError("--agent.wandb-project must name a wandb project when --agent.logger is wandb")
-        positive_finite("--agent.init-noise-std", self.init_noise_std)
+        if not INIT_NOISE_STD[0] <= self.init_noise_std <= INIT_NOISE_STD[1]:
+            low, high = INIT_NOISE_STD
+            raise ValueError(f"--agent.init-noise-std must be between {low:g} and {high:g}, got {self.init_noise_std}")
         for name in ("actor", "critic"):
             _check_model(f"agent.{name}", getattr(self, name))
         _check_ppo(self.algorithm)

@@ -103,10 +103,10 @@ def plan_training(
         memory.rank_bytes,
     )
     if not cfg.dry_run:
-        if not cfg.skip_memory_check:
-            check_memory(launch, memory, machine)
         if any(rank.physical_gpu is not None for rank in launch.ranks):
             check_gpus_exist(machine)
+        if not cfg.skip_memory_check:
+            check_memory(launch, memory, machine)
         if launch.ranks[0].rank == 0:  # in rank mode only rank 0 writes, and only its host must allow it
             try:
                 check_writable(plan.run_dir_path)
