@@ -38,7 +38,7 @@ QUADRUPED = get_task("velocity-flat-quadruped")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
 
 INTS = (0, -1, 1, 2, 2**31, 2**63)
-FLOATS = (0.0, -1.0, 0.5, 1.0, math.nan, math.inf, -math.inf, 1e308, 5e-324)
+FLOATS = (0.0, -1.0, 1.0, math.nan, math.inf, -math.inf, 1e308, 5e-324)
 STRINGS = ("", ".", "..", "/", "a/b", "../up", "x" * 300, "nul\0byte", " ")
 NOT_GENERATED = {
     "train": {"gpu_ids", "cpu_workers", "hosts", "ssh_config", "torchrunx_log_dir"},
@@ -238,7 +238,7 @@ TRAIN_FIELDS = [
 ]
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
+@settings(max_examples=100, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(data=st.data())
 def test_drawn_values_of_several_fields_at_once_are_refused_in_one_documented_line_or_planned(

@@ -74,7 +74,10 @@ def test_planning_refuses_ranks_that_do_not_fit_together_unless_told_to_skip_the
     assert not (tmp_path / "runs").exists()
 
 
-def test_dry_run_prints_the_estimate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_prints_the_estimate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     args = ["cartpole-balance", "--gpu-ids", "None", "--log-root", str(tmp_path), "--dry-run"]
     assert train.main([*args, "--env.num-envs", "64"]) == 0
     small = json.loads(capsys.readouterr().out)["memory_per_rank_bytes"]

@@ -14,6 +14,9 @@ from mjdist.envs.config import EnvConfig
 from mjdist.rendering import check_video_flags
 from mjdist.rl.config import AgentConfig
 
+TIMEOUT_MIN_S = 10.0
+"""The shortest --timeout: one stage of a healthy iteration (a collection, an update, a save) can take seconds on
+a busy machine, and a shorter limit would end it as a hang."""
 KERNEL_WAIT_MAX_S = 1e9
 """The longest --kernel-compile-wait-s (about 30 years): the rendezvous store takes its wait in milliseconds."""
 
@@ -56,7 +59,7 @@ class TrainConfig:
     """Restart a failed run (a rank raised, was killed, lost its peer or hung) up to this many times, from the
     newest loadable checkpoint of the same run directory; counters carry on. Restarts go to <run dir>/restarts.jsonl."""
     timeout: float = 300.0
-    """End the job when no rank has made progress for this many seconds (1 or more; 0 disables), naming the stuck
+    """End the job when no rank has made progress for this many seconds (10 or more; 0 disables), naming the stuck
     rank(s). The clock starts once every rank has built its environment, so cold kernel compiles do not count."""
     oversubscribe: bool = False
     """Allow more --cpu-workers than this process may use cores (each worker then gets a fraction of one)."""
@@ -87,8 +90,10 @@ def check_run_options(cfg: TrainConfig) -> None:
     settings of the env and agent that depend on each other, that cannot work."""
     path_component("--run-name", cfg.run_name, reserved=len("YYYY-MM-DD_HH-MM-SS_"))
     at_least("--max-restarts", cfg.max_restarts, 0)
-    if not (cfg.timeout == 0 or 1 <= cfg.timeout < math.inf):
-        raise ValueError(f"--timeout must be 0 (off) or a number of seconds from 1 up, got {cfg.timeout}")
+    if not (cfg.timeout == 0 or TIMEOUT_MIN_S <= cfg.timeout < math.inf):
+        raise ValueError(
+            f"--timeout must be 0 (off) or a number of seconds from {TIMEOUT_MIN_S:g} up, got {cfg.timeout}"
+        )
     seconds("--kernel-compile-wait-s", cfg.kernel_compile_wait_s, KERNEL_WAIT_MAX_S)
     if cfg.resume == Path("auto") and not cfg.run_name:
         raise ValueError("--resume auto continues the run named by --run-name; give --run-name NAME")
