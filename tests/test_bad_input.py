@@ -132,7 +132,7 @@ CASES: list[tuple[str, str, str]] = [
     ("RANK=0 WORLD_SIZE=1 MASTER_ADDR=localhost MASTER_PORT=http train cartpole-balance",
      "MASTER_PORT='http' is not a TCP port (1 to 65535); set by your launcher"),
     ("MUJOCO_GL=vulkan train cartpole-balance --video",
-     "MUJOCO_GL='vulkan' is not a backend MuJoCo renders with; set it to egl, osmesa, glfw, or unset it to let mjdist choose"),
+     "MUJOCO_GL='vulkan' is not a backend MuJoCo renders with; set it to egl, osmesa, glfw, glx, or unset it to let mjdist choose"),
     ("play cartpole-balanse", "unknown task 'cartpole-balanse'; known tasks: cartpole-balance, cartpole-swingup"),
     ("play cartpole-balance --checkpoint {tmp}/model_7.pt", "checkpoint {tmp}/model_7.pt does not exist"),
     ("play cartpole-balance --checkpoint {truncated}", "cannot read checkpoint {truncated}: "),

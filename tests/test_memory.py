@@ -7,6 +7,8 @@ import dataclasses
 import datetime
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,8 +94,34 @@ def test_the_default_contact_sizes_are_mujoco_warps() -> None:
     import mujoco
     from mujoco_warp._src.io import _default_nconmax, _default_njmax
 
-    from mjdist.train.memory import default_contact_sizes
+    from mjdist.train.memory import default_contact_sizes, read_model
 
     for name in ("cartpole-balance", "velocity-flat-quadruped"):
-        model = mujoco.MjModel.from_xml_path(str(get_task(name).model_path()))
-        assert default_contact_sizes(model) == (_default_nconmax(model), _default_njmax(model))
+        path = str(get_task(name).model_path())
+        model = mujoco.MjModel.from_xml_path(path)
+        assert default_contact_sizes(read_model(path)) == (_default_nconmax(model), _default_njmax(model))
+
+
+PLAN_IN_A_FRESH_PROCESS = """
+import datetime, sys
+from pathlib import Path
+from mjdist.launch.devices import DeviceRequest
+from mjdist.launch.machine import Machine
+from mjdist.tasks import get_task
+from mjdist.train.config import TrainConfig
+from mjdist.train.plan import plan_training
+spec = get_task("cartpole-balance")
+cfg = TrainConfig(env=spec.env, agent=spec.agent, log_root=Path(sys.argv[1]))
+plan = plan_training(spec, cfg, DeviceRequest.from_flags(("None",), None), Machine("", 0, 1, available_memory=10**12),
+                     {}, datetime.datetime.now())
+print(plan.memory_per_rank_bytes, "mujoco" in sys.modules)
+"""
+
+
+def test_planning_leaves_mujoco_to_the_ranks(tmp_path: Path) -> None:
+    """MuJoCo reads MUJOCO_GL once, on import: planning (in the launcher, or the single rank) must not import it."""
+    command = [sys.executable, "-c", PLAN_IN_A_FRESH_PROCESS, str(tmp_path / "runs")]
+    estimate, imported = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+    assert int(estimate) > CPU_RUNTIME_BYTES
+    assert imported == "False"
+    assert list(tmp_path.iterdir()) == []

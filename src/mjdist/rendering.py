@@ -32,8 +32,8 @@ EGL_PROBE_TIMEOUT_S = 120
 OSMESA_PROBE_TIMEOUT_S = 60
 
 
-GL_BACKENDS = ("egl", "osmesa", "glfw")
-"""The values of MUJOCO_GL that MuJoCo's Python bindings accept."""
+GL_BACKENDS = ("egl", "osmesa", "glfw", "glx")
+"""The values of MUJOCO_GL that MuJoCo renders with on Linux."""
 
 
 class RenderingUnavailable(UsageError):

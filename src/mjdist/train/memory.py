@@ -11,12 +11,16 @@ MuJoCo-Warp 4.0 and rsl_rl 5.5, and docs/reliability.md compares the estimate wi
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 import math
+import os
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from mjdist.envs.config import EnvConfig
 from mjdist.errors import ConfigError
@@ -24,6 +28,8 @@ from mjdist.launch.hosts import LOCALHOST
 from mjdist.launch.machine import Machine, free_gpu_memory
 from mjdist.launch.plan import LaunchPlan
 from mjdist.rl.config import AgentConfig, ModelConfig
+
+log = logging.getLogger("mjdist.train")
 
 FLOAT = 4
 """Bytes of a float32 (every tensor of the simulation and the learner)."""
@@ -84,9 +90,12 @@ class MemoryEstimate:
         return max((available_per_rank - self.fixed_bytes) // self.per_env_bytes, 0)
 
 
-def estimate_rank_memory(model_file: Path, env: EnvConfig, agent: AgentConfig, on_gpu: bool) -> MemoryEstimate:
-    """What one rank training ``env`` with ``agent`` needs, in host memory (CPU) or device memory (GPU)."""
+def estimate_rank_memory(model_file: Path, env: EnvConfig, agent: AgentConfig, on_gpu: bool) -> MemoryEstimate | None:
+    """What one rank training ``env`` with ``agent`` needs, in host memory (CPU) or device memory (GPU); None when
+    the model's sizes cannot be read."""
     sizes = model_sizes(model_file, env.nconmax, env.njmax)
+    if sizes is None:
+        return None
     width = sizes.observation_width
     sample_floats = 2 * width + 3 * sizes.nu + 6  # both observations, action, mean, std, and 6 scalars
     hidden = sum(agent.actor.hidden_dims) + sum(agent.critic.hidden_dims)
@@ -117,33 +126,51 @@ def _parameters(inputs: int, outputs: int, model: ModelConfig) -> int:
     return sum((a + 1) * b for a, b in itertools.pairwise(widths))
 
 
-def model_sizes(model_file: Path, nconmax: int | None, njmax: int | None) -> ModelSizes:
-    """The sizes of the MJCF model in ``model_file``, with MuJoCo-Warp's defaults for what the config leaves out."""
-    nq, nv, nu, nbody, ngeom, nsensordata, default_nconmax, default_njmax = _read_model(str(model_file))
-    return ModelSizes(nq, nv, nu, nbody, ngeom, nsensordata, nconmax or default_nconmax, njmax or default_njmax)
+def model_sizes(model_file: Path, nconmax: int | None, njmax: int | None) -> ModelSizes | None:
+    """The sizes of the MJCF model in ``model_file``, with MuJoCo-Warp's defaults for what the config leaves out;
+    None if they cannot be read."""
+    sizes = read_model(str(model_file))
+    if sizes is None:
+        return None
+    default_nconmax, default_njmax = default_contact_sizes(sizes)
+    return ModelSizes(sizes["nq"], sizes["nv"], sizes["nu"], sizes["nbody"], sizes["ngeom"], sizes["nsensordata"],
+                      nconmax or default_nconmax, njmax or default_njmax)  # fmt: skip
+
+
+READ_MODEL = """
+import json, sys
+import mujoco
+model = mujoco.MjModel.from_xml_path(sys.argv[1])
+sizes = {name: int(getattr(model, name)) for name in ("nq", "nv", "nu", "nbody", "ngeom", "nsensordata", "nflex",
+                                                      "nhfield")}
+print(json.dumps({**sizes, "sdf": bool((model.geom_type == mujoco.mjtGeom.mjGEOM_SDF).any())}))
+"""
+"""Reads a model's sizes in another process: MuJoCo reads MUJOCO_GL once, on import, and the ranks (this process,
+for a single rank) must import it only after they chose their rendering backend."""
 
 
 @cache
-def _read_model(model_file: str) -> tuple[int, ...]:
-    import mujoco
-
+def read_model(model_file: str) -> dict[str, int] | None:
+    """The sizes of an MJCF model (nq, nv, nu, nbody, ngeom, nsensordata, nflex, nhfield, and sdf: any SDF geom);
+    None, with a warning, when no process can read them (the ranks will report a broken model themselves)."""
+    environ = {**os.environ, "MUJOCO_GL": "disable"}
     try:
-        model = mujoco.MjModel.from_xml_path(model_file)
-    except ValueError as error:
-        raise ConfigError(f"cannot load the task's model {model_file}: {error}") from None
-    sizes = (model.nq, model.nv, model.nu, model.nbody, model.ngeom, model.nsensordata)
-    return (*sizes, *default_contact_sizes(model))
+        read = subprocess.run([sys.executable, "-c", READ_MODEL, model_file], env=environ, capture_output=True,
+                              text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as error:
+        reason = (getattr(error, "stderr", None) or str(error)).strip().splitlines()[-1]
+        log.warning("No memory estimate: cannot read the sizes of %s (%s); the memory check is skipped",
+                    model_file, reason)  # fmt: skip
+        return None
+    return json.loads(read.stdout)
 
 
-def default_contact_sizes(model: Any) -> tuple[int, int]:
+def default_contact_sizes(sizes: dict[str, int]) -> tuple[int, int]:
     """``(nconmax, njmax)``: MuJoCo-Warp 4.0's guesses for a model (``put_data`` without them), computed here so
-    that planning need not import MuJoCo-Warp; tests/test_domains.py checks them against it."""
-    import mujoco
-
-    sdf = bool((model.geom_type == mujoco.mjtGeom.mjGEOM_SDF).any())
-    flex, hfield = model.nflex > 0, model.nhfield > 0
-    nconmax = max(model.nv * 0.35 * hfield * 10 + 45, 256 * flex, 64 * sdf)
-    njmax = max(model.nv * 2.26 * hfield * 18 + 53, 512 * flex, 256 * sdf)
+    that planning need not import MuJoCo-Warp; tests/test_memory.py checks them against it."""
+    flex, hfield, sdf = sizes["nflex"] > 0, sizes["nhfield"] > 0, sizes["sdf"]
+    nconmax = max(sizes["nv"] * 0.35 * hfield * 10 + 45, 256 * flex, 64 * sdf)
+    njmax = max(sizes["nv"] * 2.26 * hfield * 18 + 53, 512 * flex, 256 * sdf)
     return _rounded_up(nconmax), _rounded_up(njmax)
 
 

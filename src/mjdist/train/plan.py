@@ -93,25 +93,26 @@ def plan_training(
     run_dir = continued_run or run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
     launch, notice = _plan_launch(spec.name, cfg, request, machine, environ, run_dir)
     check_seeds(launch)
-    memory = estimate_rank_memory(spec.model_path(), cfg.env, cfg.agent, _on_gpu(launch))
     plan = TrainPlan(
         launch,
         str(run_dir),
         str(resume_from.path) if resume_from is not None else None,
         resume_from.iteration if resume_from is not None else None,
         cfg.agent.max_iterations if cfg.resume == AUTO else None,
-        memory.rank_bytes,
     )
     if not cfg.dry_run:
         if any(rank.physical_gpu is not None for rank in launch.ranks):
             check_gpus_exist(machine)
-        if not cfg.skip_memory_check:
-            check_memory(launch, memory, machine)
         if launch.ranks[0].rank == 0:  # in rank mode only rank 0 writes, and only its host must allow it
             try:
                 check_writable(plan.run_dir_path)
             except ValueError as error:
                 raise UsageError(str(error)) from None
+    memory = estimate_rank_memory(spec.model_path(), cfg.env, cfg.agent, _on_gpu(launch))  # in another process
+    if memory is not None:
+        plan = dataclasses.replace(plan, memory_per_rank_bytes=memory.rank_bytes)
+        if not (cfg.dry_run or cfg.skip_memory_check):
+            check_memory(launch, memory, machine)
     if cfg.video and not cfg.dry_run:  # rank 0 renders (RenderingUnavailable: exit 2)
         rendering = choose_gl_backend(launch.ranks[0].device, launch.rank_visible_devices, environ)
         launch = dataclasses.replace(launch, rank_environment=tuple(sorted(rendering.items())))
