@@ -29,6 +29,7 @@ from mjdist.errors import UsageError
 from mjdist.launch.devices import DeviceRequest
 from mjdist.play.config import PlayConfig
 from mjdist.play.run import plan_play
+from mjdist.rl.config import ACTIVATIONS
 from mjdist.tasks import get_task, registered_tasks
 from mjdist.train.config import TrainConfig
 from mjdist.train.run import plan_run, run_training
@@ -316,3 +317,11 @@ def test_the_python_api_rows_are_refused_as_documented(
         eval(call, {"mjdist": mjdist})  # the docs' own example call
     assert str(refusal.value) == error
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_activations_are_those_rsl_rl_knows() -> None:
+    from rsl_rl.utils import resolve_nn_activation
+
+    with pytest.raises(ValueError) as unknown:
+        resolve_nn_activation("relu6")
+    assert str(unknown.value).endswith(f"Valid activations are: {list(ACTIVATIONS)}")

@@ -1,9 +1,9 @@
 """The domains of config values: one-line checks that name the flag, what was given and what would be right.
 
 The configs' ``validate`` methods (and the commands' checks of their own flags) call these, so every flag is
-refused the same way. :func:`check_fields` adds what holds for every field of every config: no NaN, no integer
-beyond 64 bits, no NUL character in a string or path. Each raises ValueError; planning turns it into a
-ConfigError (exit code 2), before anything is written or started.
+refused the same way. :func:`check_fields` adds what holds for every field of every config: a choice is one of its
+choices, no NaN, no integer beyond 64 bits, no NUL character in a string or path. Each raises ValueError; planning
+turns it into a ConfigError (exit code 2), before anything is written or started.
 """
 
 from __future__ import annotations
