@@ -14,6 +14,8 @@ ACTIVATIONS = ("elu", "selu", "relu", "crelu", "lrelu", "tanh", "sigmoid", "soft
 SEED_MAX = 2**32 - 1
 """The largest seed every generator takes (NumPy's is 32 bits); rank r is seeded with seed + r."""
 
+WANDB_FORBIDDEN = "/\\#?%:"
+"""Characters wandb does not allow in a project name."""
 INIT_NOISE_STD = (1e-4, 1e4)
 """The initial policy noise a float32 Gaussian's log-probabilities stay finite with (1/std^2 and log std)."""
 
@@ -101,8 +103,10 @@ class AgentConfig:
             at_least(flag_name(f"agent.{name}"), getattr(self, name), 1)
         if not 0 <= self.seed <= SEED_MAX:
             raise ValueError(f"--agent.seed must be between 0 and {SEED_MAX}, got {self.seed}")
-        if self.logger == "wandb" and not self.wandb_project.strip():
-            raise ValueError("--agent.wandb-project must name a wandb project when --agent.logger is wandb")
+        project = self.wandb_project
+        if not (project.strip() and len(project) <= 128 and not set(project) & set(WANDB_FORBIDDEN)):
+            raise ValueError(f"--agent.wandb-project must be a wandb project name (1 to 128 characters, none of "
+                             f"{' '.join(WANDB_FORBIDDEN)}), got {project!r}")  # fmt: skip
         if not INIT_NOISE_STD[0] <= self.init_noise_std <= INIT_NOISE_STD[1]:
             low, high = INIT_NOISE_STD
             raise ValueError(f"--agent.init-noise-std must be between {low:g} and {high:g}, got {self.init_noise_std}")
