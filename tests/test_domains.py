@@ -52,9 +52,9 @@ the per-rank log directory (the launch checks)."""
 NOT_TRAINED = {"log_root", "resume", "max_iterations", "max_restarts"}
 """Accepted values of these are planned but not trained: a log root may be anywhere (/ is writable by root), a
 resume needs a checkpoint, the training runs do one iteration, and restarts matter only after a failure (where
-10^18 of them would go on for ever; tests/test_survival.py covers restarts)."""
+2^31 of them would go on for ever; tests/test_survival.py covers restarts)."""
 TIME_BOUND = {"num_learning_epochs", "decimation"}
-"""Fields whose huge values are accepted but cost time, not memory (10^18 epochs would train for ages): their
+"""Fields whose huge values are accepted but cost time, not memory (2^31 epochs would train for ages): their
 trained values are at most 8."""
 
 
@@ -93,11 +93,11 @@ def boundaries(kind: Any) -> tuple[Any, ...]:
         items = boundaries(args[0])
         if args[-1] is Ellipsis:
             return ((), *((item,) for item in items), tuple(items[:2]))
-        return tuple(itertools_product(items, len(args)))
+        return tuple(fixed_length_boundaries(items, len(args)))
     return {int: INTS, float: FLOATS, str: STRINGS, Path: tuple(Path(s) for s in STRINGS)}.get(kind, ())
 
 
-def itertools_product(items: tuple[Any, ...], length: int) -> Iterator[tuple[Any, ...]]:
+def fixed_length_boundaries(items: tuple[Any, ...], length: int) -> Iterator[tuple[Any, ...]]:
     """Pairs of boundary values for fixed-length tuples (ranges): each value paired with 0 and with itself."""
     for item in items:
         yield (item,) * length
