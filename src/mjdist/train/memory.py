@@ -42,8 +42,13 @@ CONTACT_BYTES = 168
 """MuJoCo-Warp's state of one contact slot."""
 CONSTRAINT_ROW_BYTES = 69
 """MuJoCo-Warp's state of one constraint row, besides its Jacobian row (nv floats, padded to 4)."""
-ACTIVATION_FLOATS = 2.5
-"""Floats kept per hidden unit and sample during a PPO update (layer outputs, activations and their gradients)."""
+ACTIVATION_FLOATS = 3.0
+"""Floats kept per hidden unit and sample during a PPO update (layer outputs, activations and their gradients);
+fitted to the peak memory of quadruped updates with 1 and 6 samples per world in a mini-batch."""
+STEP_FLOATS_PER_OBSERVATION = 8
+"""Floats per observation entry, world and rollout step beyond what the rollout stores: what the allocator keeps
+of each step's temporaries (observation groups, normalized copies, noise). Fitted, not derived: it makes the
+estimate of both bundled tasks agree with their measured peak memory (docs/reliability.md)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ def estimate_rank_memory(model_file: Path, env: EnvConfig, agent: AgentConfig, o
     samples_per_mini_batch = math.ceil(agent.num_steps_per_env / agent.algorithm.num_mini_batches)
     per_env = (
         simulation_bytes(sizes)
-        + agent.num_steps_per_env * sample_floats * FLOAT
+        + agent.num_steps_per_env * (sample_floats + STEP_FLOATS_PER_OBSERVATION * width) * FLOAT
         + samples_per_mini_batch * (ACTIVATION_FLOATS * hidden + sample_floats) * FLOAT
     )
     parameters = _parameters(width, sizes.nu, agent.actor) + _parameters(width, 1, agent.critic)
