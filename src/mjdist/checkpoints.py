@@ -115,9 +115,13 @@ def latest_run(experiment_dir: Path) -> Path:
 
 def resolve_checkpoint(path: Path, task: str) -> Checkpoint:
     """A checkpoint file as given, or the newest loadable checkpoint of a run directory, read."""
-    if path.is_dir():
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+    except OSError as error:  # a name too long for the file system, a loop of links
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}") from None
+    if is_dir:
         return newest_loadable_checkpoint(path, task)
-    if not path.exists():
+    if not exists:
         raise CheckpointError(f"checkpoint {path} does not exist")
     checkpoint_iteration(path)
     return read_checkpoint(path, task)

@@ -32,6 +32,10 @@ EGL_PROBE_TIMEOUT_S = 120
 OSMESA_PROBE_TIMEOUT_S = 60
 
 
+GL_BACKENDS = ("egl", "osmesa", "glfw", "glx")
+"""The values of MUJOCO_GL that MuJoCo renders with on Linux."""
+
+
 class RenderingUnavailable(UsageError):
     """No OpenGL backend can render here; the message is one line that names what to install."""
 
@@ -47,9 +51,15 @@ def choose_gl_backend(
     if rank_visible_devices is not None:
         rank_environ["CUDA_VISIBLE_DEVICES"] = rank_visible_devices
     chosen = environ.get("MUJOCO_GL") or _pick(gpu, rank_environ)
+    if chosen not in GL_BACKENDS:
+        raise RenderingUnavailable(f"MUJOCO_GL={chosen!r} is not a backend MuJoCo renders with; set it to "
+                                   f"{', '.join(GL_BACKENDS)}, or unset it to let mjdist choose")  # fmt: skip
     variables = {"MUJOCO_GL": chosen}
     if chosen == "egl" and gpu is not None:
         variables["MUJOCO_EGL_DEVICE_ID"] = environ.get("MUJOCO_EGL_DEVICE_ID", str(gpu))  # the rank's GPU
+        if not variables["MUJOCO_EGL_DEVICE_ID"].isdigit():
+            raise RenderingUnavailable(f"MUJOCO_EGL_DEVICE_ID={variables['MUJOCO_EGL_DEVICE_ID']!r} is not a GPU "
+                                       "index; set it to one (0, 1, ...) or unset it")  # fmt: skip
     if chosen == "osmesa":
         reason = osmesa_failure()
         if reason is not None:

@@ -31,8 +31,11 @@ def run_dir_for(log_root: Path, experiment: str, run_name: str, now: datetime.da
 def check_writable(path: Path) -> None:
     """Raise ValueError (one line) unless ``path`` could be created and written; creates nothing."""
     existing = path
-    while not existing.exists():
-        existing = existing.parent
+    try:
+        while not existing.exists():
+            existing = existing.parent
+    except OSError as error:  # a name too long for the file system, a loop of links
+        raise ValueError(f"cannot write runs under {path}: {error.strerror}") from None
     if not existing.is_dir():
         raise ValueError(f"cannot write runs under {path}: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):

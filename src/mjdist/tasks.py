@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mjdist.errors import UsageError
@@ -43,6 +44,13 @@ class TaskSpec:
     """Environment configuration for `play` (fewer environments, no noise...); the training one if None."""
     video_camera: str | None = None
     """MJCF camera that follows the robot in `play --video` videos (None: MuJoCo's free camera)."""
+    model_file: Path | None = None
+    """The task's MJCF model, which the memory pre-flight reads its sizes from; None: the environment class's
+    ``model_file`` (importing the class, and with it MuJoCo-Warp, which takes seconds)."""
+
+    def model_path(self) -> Path:
+        """The task's MJCF model file."""
+        return self.model_file if self.model_file is not None else self.load_env_class().model_file
 
     @property
     def description(self) -> str:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from mjdist.domains import above_zero, finite, flag_name
 from mjdist.envs.config import EnvConfig
 from mjdist.rl.config import AgentConfig, ModelConfig, PpoConfig
 from mjdist.tasks import TaskSpec
+
+MODEL_FILE = Path(__file__).with_name("cartpole.xml")
+"""The task's MJCF model."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,15 @@ class CartpoleConfig(EnvConfig):
     pole_angle_limit: float = 0.4
     """An episode fails when the pole leans more than this from upright (rad); inf never fails."""
 
+    def validate(self) -> None:
+        """The base checks, and the start state's and the failure bounds' domains."""
+        super().validate()
+        finite("--env.initial-angle", self.initial_angle)
+        for name in ("initial_angle_noise", "initial_position_noise", "initial_velocity_noise"):
+            finite(flag_name(f"env.{name}"), getattr(self, name), 0)
+        for name in ("cart_limit", "pole_angle_limit"):
+            above_zero(flag_name(f"env.{name}"), getattr(self, name))
+
 
 @dataclass(frozen=True)
 class BalanceConfig(CartpoleConfig):
@@ -104,6 +118,7 @@ BALANCE = TaskSpec(
     agent=dataclasses.replace(_AGENT, experiment_name="cartpole_balance"),
     play_env=BalanceConfig(num_envs=16),
     video_camera="track",
+    model_file=MODEL_FILE,
 )
 
 SWINGUP = TaskSpec(
@@ -113,4 +128,5 @@ SWINGUP = TaskSpec(
     agent=dataclasses.replace(_AGENT, experiment_name="cartpole_swingup", max_iterations=300),
     play_env=SwingupConfig(num_envs=16),
     video_camera="track",
+    model_file=MODEL_FILE,
 )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
-from mjdist_tasks.cartpole import BalanceConfig, SwingupConfig
+from mjdist_tasks.cartpole import MODEL_FILE, BalanceConfig, SwingupConfig
 
 from mjdist.envs.core import MjWarpEnv
 
@@ -14,7 +13,7 @@ from mjdist.envs.core import MjWarpEnv
 class CartpoleEnv(MjWarpEnv):
     """Observations: cart position, cos/sin of the pole angle, cart and pole velocities."""
 
-    model_file = Path(__file__).with_name("cartpole.xml")
+    model_file = MODEL_FILE
     cfg: BalanceConfig | SwingupConfig
 
     def observations(self) -> dict[str, torch.Tensor]:

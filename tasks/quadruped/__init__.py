@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from mjdist.domains import above_zero, finite, finite_range, flag_name, positive_finite
 from mjdist.envs.config import EnvConfig
 from mjdist.rl.config import AgentConfig, ModelConfig, PpoConfig
 from mjdist.tasks import TaskSpec
+
+MODEL_FILE = Path(__file__).with_name("quadruped.xml")
+"""The task's MJCF model."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,26 @@ class VelocityFlatConfig(EnvConfig):
     randomization: DomainRandomization = field(default_factory=DomainRandomization)
     """Domain randomization."""
 
+    def validate(self) -> None:
+        """The base checks, and the domains of the task's own settings."""
+        super().validate()
+        positive_finite("--env.tracking-std", self.tracking_std)
+        finite("--env.air-time-target", self.air_time_target, 0)
+        finite("--env.min-base-height", self.min_base_height)
+        above_zero("--env.max-tilt", self.max_tilt)
+        commands = self.commands
+        for name in ("lin_vel_x", "lin_vel_y", "ang_vel_z"):
+            finite_range(flag_name(f"env.commands.{name}"), getattr(commands, name))
+        if not 0 <= commands.standing_share <= 1:
+            raise ValueError(f"--env.commands.standing-share must be between 0 and 1, got {commands.standing_share}")
+        finite_range("--env.commands.resample-interval", commands.resample_interval, 1e-9)
+        for name in ("scale", "lin_vel", "ang_vel", "gravity", "joint_pos", "joint_vel"):
+            finite(flag_name(f"env.noise.{name}"), getattr(self.noise, name), 0)
+        finite_range("--env.randomization.friction", self.randomization.friction, 1e-9)
+        finite_range("--env.randomization.trunk-mass-offset", self.randomization.trunk_mass_offset)
+        for name in ("joint_pos", "base_velocity"):
+            finite(flag_name(f"env.randomization.{name}"), getattr(self.randomization, name), 0)
+
 
 VELOCITY_FLAT = TaskSpec(
     name="velocity-flat-quadruped",
@@ -142,4 +167,5 @@ VELOCITY_FLAT = TaskSpec(
         randomization=dataclasses.replace(DomainRandomization(), friction=(1.0, 1.0), trunk_mass_offset=(0.0, 0.0)),
     ),
     video_camera="track",
+    model_file=MODEL_FILE,
 )

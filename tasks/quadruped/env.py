@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import mujoco_warp as mjw
 import torch
 import warp as wp
-from mjdist_tasks.quadruped import VelocityFlatConfig
+from mjdist_tasks.quadruped import MODEL_FILE, VelocityFlatConfig
 
 from mjdist.envs.config import EnvConfig
 from mjdist.envs.core import MjWarpEnv
@@ -36,7 +35,7 @@ class QuadrupedEnv(MjWarpEnv):
     (relative to the standing pose) and velocities, last action. The critic sees them without noise, plus
     friction, trunk mass offset, base height and foot contacts (55)."""
 
-    model_file = Path(__file__).with_name("quadruped.xml")
+    model_file = MODEL_FILE
     per_world_model_fields = ("geom_friction", "body_mass")
     rewards_per_second = True
     cfg: VelocityFlatConfig

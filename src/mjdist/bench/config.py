@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
 import tyro
 
+from mjdist.domains import NAME_MAX, check_fields
 from mjdist.runs import check_writable
 
 BENCHMARKS = ("physics", "env", "train", "scaling", "launch", "sync")
@@ -108,6 +110,9 @@ class BenchConfig:
                 raise ValueError(f"--report measures nothing; drop the benchmark names ({' '.join(self.benchmarks)})")
             check_writable(self.docs)
             return
+        if not 0 < self.duration < math.inf:
+            raise ValueError(f"--duration must be a positive number of seconds, got {self.duration}")
+        check_fields(self, "")
         unknown = [name for name in self.benchmarks if name not in BENCHMARKS]
         if unknown:
             raise ValueError(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
@@ -126,16 +131,16 @@ class BenchConfig:
                 raise ValueError(f"{flag} must be at least 1, got {value}")
         if not self.num_envs:
             raise ValueError("--num-envs needs at least one value")
-        if not 0 < self.duration < math.inf:
-            raise ValueError(f"--duration must be a positive number of seconds, got {self.duration}")
         if not self.physics.graph_capture and not self.physics.rollout:
             raise ValueError("--physics.graph-capture is empty and --physics.no-rollout is set: nothing to measure")
         if not self.launch.caches:
             raise ValueError("--launch.caches needs cold, warm or both")
-        if self.launch.warm_cache is not None and not self.launch.warm_cache.is_dir():
+        if self.launch.warm_cache is not None and not os.path.isdir(self.launch.warm_cache):
             raise ValueError(f"--launch.warm-cache {self.launch.warm_cache} is not a directory")
-        if self.results.is_dir():
+        if os.path.isdir(self.results):
             raise ValueError(f"--results {self.results} is a directory; name a file")
+        if len(os.fsencode(self.results.name)) > NAME_MAX:
+            raise ValueError(f"--results {self.results}: its file name is longer than {NAME_MAX} bytes")
         try:
             check_writable(self.results.parent)
         except ValueError as error:

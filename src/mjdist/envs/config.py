@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from dataclasses import dataclass
+
+from mjdist.domains import at_least, check_fields, finite, flag_name, positive_finite
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,19 @@ class EnvConfig:
     and counted as termination reason 'diverged'."""
 
     def validate(self) -> None:
-        """Raise ValueError (one line, naming the flag) for settings that cannot work."""
+        """Raise ValueError (one line, naming the flag) for settings that cannot work; a task's own fields (reward
+        weights, noise levels) must be numbers, not NaN."""
         for name in ("num_envs", "episode_length", "decimation"):
-            value = getattr(self, name)
-            if value < 1:
-                raise ValueError(f"--env.{name.replace('_', '-')} must be at least 1, got {value}")
+            at_least(flag_name(f"env.{name}"), getattr(self, name), 1)
         for name in ("action_clip", "action_scale", "max_abs_qvel"):
+            positive_finite(flag_name(f"env.{name}"), getattr(self, name))
+        for name in ("nconmax", "njmax"):
             value = getattr(self, name)
-            if not 0 < value < math.inf:
-                raise ValueError(f"--env.{name.replace('_', '-')} must be a positive finite number, got {value}")
+            if value is not None and value < 1:
+                raise ValueError(f"{flag_name('env.' + name)} must be at least 1 (or left out for MuJoCo-Warp's "
+                                 f"default), got {value}")  # fmt: skip
+        check_fields(self, "env")
+        rewards = getattr(self, "rewards", None)  # the weights of a task's reward terms (see MjWarpEnv)
+        if dataclasses.is_dataclass(rewards):
+            for weight in dataclasses.fields(rewards):
+                finite(flag_name(f"env.rewards.{weight.name}"), getattr(rewards, weight.name))

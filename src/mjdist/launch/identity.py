@@ -68,6 +68,9 @@ class RankIdentity:
                 f"{'is' if len(missing) == 1 else 'are'} not; start it with torchrun (which sets them all) "
                 "or unset RANK and WORLD_SIZE"
             )
+        port = environ["MASTER_PORT"]
+        if not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise DeviceSelectionError(f"MASTER_PORT={port!r} is not a TCP port (1 to 65535); set by your launcher")
         return cls.read(environ)
 
     def describe(self) -> str:

@@ -1,15 +1,23 @@
-"""What this machine offers a job: the visible GPUs, the usable cores, MIG, and whether CUDA already started.
+"""What this machine offers a job: the visible GPUs, the usable cores, the free memory, MIG, and whether CUDA
+already started.
 
 :func:`read_machine` is the one place that reads them (CUDA_VISIBLE_DEVICES, torch's device count, the CPU
-affinity); planning takes the :class:`Machine` it returns, so a test passes a machine instead of patching torch.
+affinity, the available memory); planning takes the :class:`Machine` it returns, so a test passes a machine
+instead of patching torch. :func:`free_gpu_memory` asks CUDA, in another process, what each GPU has free.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+import psutil
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,8 @@ class Machine:
     """Cores this process may run on (its CPU affinity)."""
     cuda_initialized: bool = False
     """Whether this process already started CUDA (then CUDA_VISIBLE_DEVICES can no longer be narrowed)."""
+    available_memory: int | None = None
+    """Bytes of host memory available to new processes without swapping (None: not known)."""
 
     @property
     def visible(self) -> tuple[str, ...]:
@@ -47,7 +57,20 @@ def read_machine(environ: Mapping[str, str] = os.environ) -> Machine:
         initialized = torch.cuda.is_initialized()
     elif "torch" in sys.modules:
         initialized = sys.modules["torch"].cuda.is_initialized()
-    return Machine(cuda_visible_devices, gpu_count, max(len(os.sched_getaffinity(0)), 1), initialized)
+    cores = max(len(os.sched_getaffinity(0)), 1)
+    return Machine(cuda_visible_devices, gpu_count, cores, initialized, psutil.virtual_memory().available)
+
+
+def free_gpu_memory(physical_gpus: tuple[str, ...]) -> tuple[int, ...]:
+    """Free device memory of each GPU (CUDA_VISIBLE_DEVICES entries), asked of CUDA in a short-lived process so
+    that this one starts no CUDA context."""
+    query = "import torch; print(*(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())))"
+    environ = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(physical_gpus)}
+    output = subprocess.run([sys.executable, "-c", query], env=environ, capture_output=True, text=True, check=False)
+    if output.returncode != 0:  # the training itself will say what is wrong with CUDA
+        log.warning("Free GPU memory unknown (%s); the memory check covers the host only", output.stderr.strip()[-200:])
+        return ()
+    return tuple(int(free) for free in output.stdout.split())
 
 
 def parse_visible_devices(value: str | None, device_count: int) -> tuple[str, ...]:

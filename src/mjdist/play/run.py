@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from mjdist.checkpoints import Checkpoint, CheckpointError, latest_run, newest_loadable_checkpoint, resolve_checkpoint
+from mjdist.domains import check_fields
 from mjdist.envs.config import EnvConfig
 from mjdist.errors import ConfigError, UsageError
 from mjdist.launch.devices import (
@@ -28,6 +29,7 @@ from mjdist.launch.plan import LaunchPlan, plan_ranks
 from mjdist.overrides import resolve_config
 from mjdist.play.config import PlayConfig
 from mjdist.rendering import check_video_flags, choose_gl_backend
+from mjdist.rl.config import SEED_MAX
 from mjdist.runs import check_writable
 from mjdist.tasks import TaskSpec, get_task
 
@@ -139,6 +141,9 @@ def plan_play(spec: TaskSpec, cfg: PlayConfig, request: DeviceRequest) -> PlayPl
     env = cfg.env if cfg.num_envs is None else dataclasses.replace(cfg.env, num_envs=cfg.num_envs)
     try:
         env.validate()
+        check_fields(cfg, "")
+        if not 0 <= cfg.seed <= SEED_MAX:
+            raise ValueError(f"--seed must be between 0 and {SEED_MAX}, got {cfg.seed}")
     except ValueError as error:
         raise ConfigError(str(error)) from None
     num_episodes, num_steps = _budget(cfg, env.num_envs)

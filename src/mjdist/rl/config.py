@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Literal
+
+from mjdist.domains import at_least, check_fields, finite, flag_name, path_component, positive_finite
+
+ACTIVATIONS = ("elu", "selu", "relu", "crelu", "lrelu", "tanh", "sigmoid", "softplus", "gelu", "swish", "mish",
+               "identity")  # fmt: skip
+"""The activation names rsl_rl's MLP accepts (``rsl_rl.utils.resolve_nn_activation``, case-insensitive)."""
+SEED_MAX = 2**32 - 1
+"""The largest seed every generator takes (NumPy's is 32 bits); rank r is seeded with seed + r."""
+
+WANDB_FORBIDDEN = "/\\#?%:"
+"""Characters wandb does not allow in a project name."""
+INIT_NOISE_STD = (1e-4, 1e4)
+"""The initial policy noise a float32 Gaussian's log-probabilities stay finite with (1/std^2 and log std)."""
 
 PPO_CLASS_NAME = "mjdist.rl.ppo:DistributedPPO"
 """The algorithm rsl_rl builds (``train_cfg["algorithm"]["class_name"]``): its PPO, extended through that seam."""
@@ -83,24 +95,25 @@ class AgentConfig:
 
     def validate(self) -> None:
         """Raise ValueError (one line, naming the flag) for settings that cannot work."""
-        if self.max_iterations < 0:
-            raise ValueError(f"--agent.max-iterations must be 0 or more, got {self.max_iterations}")
+        path_component("--agent.experiment-name", self.experiment_name)
+        if not self.experiment_name:
+            raise ValueError("--agent.experiment-name must not be empty: it names the directory runs go to")
+        at_least("--agent.max-iterations", self.max_iterations, 0)
         for name in ("num_steps_per_env", "save_interval"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--agent.{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.algorithm.num_mini_batches < 1 or self.algorithm.num_learning_epochs < 1:
-            raise ValueError("--agent.algorithm.num-mini-batches and num-learning-epochs must be at least 1")
-        if not 0 < self.init_noise_std < math.inf:
-            raise ValueError(f"--agent.init-noise-std must be a positive finite number, got {self.init_noise_std}")
-        for name in ("learning_rate", "clip_param", "max_grad_norm", "desired_kl"):
-            value = getattr(self.algorithm, name)
-            if not 0 < value < math.inf:
-                flag = f"--agent.algorithm.{name.replace('_', '-')}"
-                raise ValueError(f"{flag} must be a positive finite number, got {value}")
-        for name in ("gamma", "lam"):
-            value = getattr(self.algorithm, name)
-            if not 0 <= value <= 1:
-                raise ValueError(f"--agent.algorithm.{name} must be between 0 and 1, got {value}")
+            at_least(flag_name(f"agent.{name}"), getattr(self, name), 1)
+        if not 0 <= self.seed <= SEED_MAX:
+            raise ValueError(f"--agent.seed must be between 0 and {SEED_MAX}, got {self.seed}")
+        project = self.wandb_project
+        if not (project.strip() and len(project) <= 128 and not set(project) & set(WANDB_FORBIDDEN)):
+            raise ValueError(f"--agent.wandb-project must be a wandb project name (1 to 128 characters, none of "
+                             f"{' '.join(WANDB_FORBIDDEN)}), got {project!r}")  # fmt: skip
+        if not INIT_NOISE_STD[0] <= self.init_noise_std <= INIT_NOISE_STD[1]:
+            low, high = INIT_NOISE_STD
+            raise ValueError(f"--agent.init-noise-std must be between {low:g} and {high:g}, got {self.init_noise_std}")
+        for name in ("actor", "critic"):
+            _check_model(f"agent.{name}", getattr(self, name))
+        _check_ppo(self.algorithm)
+        check_fields(self, "agent")
 
     def to_rsl_rl(self, run_name: str) -> dict:
         """The ``train_cfg`` dict for ``rsl_rl.runners.OnPolicyRunner``."""
@@ -119,6 +132,30 @@ class AgentConfig:
             "algorithm": {"class_name": PPO_CLASS_NAME, **dataclasses.asdict(self.algorithm)},
             "logger": _logger_cfg(self),
         }
+
+
+def _check_model(prefix: str, model: ModelConfig) -> None:
+    flag = flag_name(f"{prefix}.hidden_dims")
+    if not model.hidden_dims:
+        raise ValueError(f"{flag} needs at least one layer size, e.g. {flag} 64 64")
+    for size in model.hidden_dims:
+        at_least(flag, size, 1)
+    if model.activation.lower() not in ACTIVATIONS:
+        raise ValueError(f"{flag_name(prefix + '.activation')} must be one of {', '.join(ACTIVATIONS)}, "
+                         f"got {model.activation!r}")  # fmt: skip
+
+
+def _check_ppo(ppo: PpoConfig) -> None:
+    for name in ("num_learning_epochs", "num_mini_batches"):
+        at_least(flag_name(f"agent.algorithm.{name}"), getattr(ppo, name), 1)
+    for name in ("learning_rate", "clip_param", "max_grad_norm", "desired_kl"):
+        positive_finite(flag_name(f"agent.algorithm.{name}"), getattr(ppo, name))
+    for name in ("gamma", "lam"):
+        value = getattr(ppo, name)
+        if not 0 <= value <= 1:
+            raise ValueError(f"--agent.algorithm.{name} must be between 0 and 1, got {value}")
+    finite("--agent.algorithm.value-loss-coef", ppo.value_loss_coef, 0)
+    finite("--agent.algorithm.entropy-coef", ppo.entropy_coef)
 
 
 def _model_kwargs(model: ModelConfig) -> dict:

@@ -9,8 +9,16 @@ from typing import Annotated
 
 import tyro
 
+from mjdist.domains import at_least, check_fields, path_component, seconds
 from mjdist.envs.config import EnvConfig
+from mjdist.rendering import check_video_flags
 from mjdist.rl.config import AgentConfig
+
+TIMEOUT_MIN_S = 10.0
+"""The shortest --timeout: one stage of a healthy iteration (a collection, an update, a save) can take seconds on
+a busy machine, and a shorter limit would end it as a hang."""
+KERNEL_WAIT_MAX_S = 1e9
+"""The longest --kernel-compile-wait-s (about 30 years): the rendezvous store takes its wait in milliseconds."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,8 @@ class TrainConfig:
     """Restart a failed run (a rank raised, was killed, lost its peer or hung) up to this many times, from the
     newest loadable checkpoint of the same run directory; counters carry on. Restarts go to <run dir>/restarts.jsonl."""
     timeout: float = 300.0
-    """End the job when no rank has made progress for this many seconds, naming the stuck rank(s); 0 disables.
-    The clock starts once every rank has built its environment, so cold kernel compiles do not count."""
+    """End the job when no rank has made progress for this many seconds (10 or more; 0 disables), naming the stuck
+    rank(s). The clock starts once every rank has built its environment, so cold kernel compiles do not count."""
     oversubscribe: bool = False
     """Allow more --cpu-workers than this process may use cores (each worker then gets a fraction of one)."""
     kernel_compile_wait_s: float = 3600.0
@@ -63,7 +71,10 @@ class TrainConfig:
     on a cold kernel cache (minutes on a GPU), before they stop with an error. The wait is on the rendezvous
     store, outside any collective, so torchrunx's 600 s worker timeout does not apply to it."""
     dry_run: bool = False
-    """Print the launch plan as one JSON object and exit, starting and writing nothing."""
+    """Print the launch plan, with the memory estimate of one rank, as one JSON object and exit, starting and
+    writing nothing."""
+    skip_memory_check: bool = False
+    """Start even when the memory estimate of the ranks on this machine exceeds its free memory (or a GPU's)."""
     video: bool = False
     """Record clips of the current policy in one environment on rank 0 (headless: EGL on a GPU, OSMesa on the CPU)
     to <run dir>/videos/train/iter_<it>.mp4, and log them to TensorBoard and wandb."""
@@ -78,10 +89,25 @@ class TrainConfig:
 
 
 def check_run_options(cfg: TrainConfig) -> None:
-    """Raise ValueError (one line, naming the flag) for restart, timeout and resume settings that cannot work."""
-    if cfg.max_restarts < 0:
-        raise ValueError(f"--max-restarts must be 0 or more, got {cfg.max_restarts}")
-    if not 0 <= cfg.timeout < math.inf:
-        raise ValueError(f"--timeout must be a number of seconds, 0 or more (0 disables it), got {cfg.timeout}")
+    """Raise ValueError (one line, naming the flag) for run, restart, timeout, resume and video settings, and
+    settings of the env and agent that depend on each other, that cannot work."""
+    path_component("--run-name", cfg.run_name, reserved=len("YYYY-MM-DD_HH-MM-SS_"))
+    at_least("--max-restarts", cfg.max_restarts, 0)
+    if not (cfg.timeout == 0 or TIMEOUT_MIN_S <= cfg.timeout < math.inf):
+        raise ValueError(
+            f"--timeout must be 0 (off) or a number of seconds from {TIMEOUT_MIN_S:g} up, got {cfg.timeout}"
+        )
+    seconds("--kernel-compile-wait-s", cfg.kernel_compile_wait_s, KERNEL_WAIT_MAX_S)
     if cfg.resume == Path("auto") and not cfg.run_name:
         raise ValueError("--resume auto continues the run named by --run-name; give --run-name NAME")
+    samples = cfg.env.num_envs * cfg.agent.num_steps_per_env
+    if cfg.agent.algorithm.num_mini_batches > samples:
+        raise ValueError(
+            f"--agent.algorithm.num-mini-batches {cfg.agent.algorithm.num_mini_batches} is more than the {samples} "
+            f"samples a rank collects per iteration (--env.num-envs x --agent.num-steps-per-env); use at most {samples}"
+        )
+    if cfg.video:
+        check_video_flags(cfg.video_length, cfg.video_width, cfg.video_height)
+        if cfg.video_interval < 1:
+            raise ValueError(f"--video-interval must be at least 1 iteration, got {cfg.video_interval}")
+    check_fields(cfg, "")

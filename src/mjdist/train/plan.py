@@ -28,10 +28,12 @@ from mjdist.launch.identity import RankIdentity
 from mjdist.launch.machine import Machine
 from mjdist.launch.plan import LaunchPlan, plan_ranks, plan_scheduler_rank
 from mjdist.launch.preflight import check_launch
-from mjdist.rendering import check_video_flags, choose_gl_backend
+from mjdist.rendering import choose_gl_backend
+from mjdist.rl.config import SEED_MAX
 from mjdist.runs import check_writable, run_dir_for
 from mjdist.tasks import TaskSpec
 from mjdist.train.config import TrainConfig, check_run_options
+from mjdist.train.memory import check_memory, estimate_rank_memory
 from mjdist.train.requeue import AUTO, find_continuation, newest_run_dir
 
 log = logging.getLogger("mjdist.train")
@@ -58,6 +60,8 @@ class TrainPlan:
     continued_from: str | None = None
     """``host:directory`` that resume_from lies in, where that is not run_dir on rank 0's host (rank mode without
     shared storage, after rank 0 moved to another node); None otherwise."""
+    memory_per_rank_bytes: int | None = None
+    """Estimated peak memory of one rank (host memory on the CPU, device memory on a GPU); see train/memory.py."""
 
     @property
     def task(self) -> str:
@@ -91,16 +95,13 @@ def plan_training(
         cfg.env.validate()
         cfg.agent.validate()
         check_run_options(cfg)
-        if cfg.video:
-            check_video_flags(cfg.video_length, cfg.video_width, cfg.video_height)
-            if cfg.video_interval < 1:
-                raise ValueError(f"--video-interval must be at least 1 iteration, got {cfg.video_interval}")
     except ValueError as error:
         raise ConfigError(str(error)) from None
     in_rank_mode = RankIdentity.from_scheduler(environ) is not None
     continued_run, resume_from = _own_run(cfg) if in_rank_mode else _start_point(spec.name, cfg)
     run_dir = continued_run or run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
     launch, notice = _plan_launch(spec.name, cfg, request, machine, environ, run_dir)
+    check_seeds(launch)
     plan = TrainPlan(
         launch,
         str(run_dir),
@@ -117,6 +118,11 @@ def plan_training(
             except ValueError as error:
                 raise UsageError(str(error)) from None
         check_launch(launch, environ, cfg.host_check)
+    memory = estimate_rank_memory(spec.model_path(), cfg.env, cfg.agent, _on_gpu(launch))  # in another process
+    if memory is not None:
+        plan = dataclasses.replace(plan, memory_per_rank_bytes=memory.rank_bytes)
+        if not (cfg.dry_run or cfg.skip_memory_check):
+            check_memory(launch, memory, machine)
     if cfg.video and not cfg.dry_run:  # rank 0 renders (RenderingUnavailable: exit 2)
         rendering = choose_gl_backend(launch.ranks[0].device, launch.rank_visible_devices, environ)
         launch = dataclasses.replace(launch, rank_environment=tuple(sorted(rendering.items())))
@@ -160,6 +166,20 @@ def _own_run(cfg: TrainConfig) -> tuple[Path | None, None]:
     if cfg.resume == AUTO:
         return newest_run_dir(cfg.log_root / cfg.agent.experiment_name, cfg.run_name), None
     return None, None
+
+
+def check_seeds(launch: LaunchPlan) -> None:
+    """A ConfigError unless every rank's seed (--agent.seed + rank) is one that NumPy, torch and Warp all take."""
+    highest = max(rank.seed for rank in launch.ranks)
+    if highest > SEED_MAX:
+        raise ConfigError(
+            f"--agent.seed must be at most {SEED_MAX - launch.world_size + 1} with {launch.world_size} ranks "
+            f"(rank r is seeded with seed + r, at most {SEED_MAX}), got {highest - launch.ranks[-1].rank}"
+        )
+
+
+def _on_gpu(launch: LaunchPlan) -> bool:
+    return launch.ranks[0].physical_gpu is not None
 
 
 def _start_point(task: str, cfg: TrainConfig) -> tuple[Path | None, Checkpoint | None]:
