@@ -143,7 +143,7 @@ CASES: list[tuple[str, str, str]] = [
      "--env.num-envs 512 x --agent.num-steps-per-env 10000000000 needs about {GB} per rank, but this machine has {GB} "
      "free; not even --env.num-envs 1 fits: lower --agent.num-steps-per-env or the hidden layer sizes, or add "
      "--skip-memory-check to start anyway"),
-    ("RANK=0 WORLD_SIZE=1 MASTER_ADDR=localhost MASTER_PORT=http train cartpole-balance",
+    ("RANK=0 LOCAL_RANK=0 WORLD_SIZE=1 MASTER_ADDR=localhost MASTER_PORT=http train cartpole-balance",
      "MASTER_PORT='http' is not a TCP port (1 to 65535); set by your launcher"),
     ("MUJOCO_GL=vulkan train cartpole-balance --video",
      "MUJOCO_GL='vulkan' is not a backend MuJoCo renders with; set it to egl, osmesa, glfw, glx, or unset it to let mjdist choose"),
