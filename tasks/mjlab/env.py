@@ -1,0 +1,29 @@
+"""One rank's mjlab environment: mjlab's ManagerBasedRlEnv behind mjlab's own rsl_rl wrapper, seeded by mjdist."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from mjdist_tasks.mjlab import MjlabAgentConfig, MjlabEnvConfig
+from mjlab.rl import RslRlVecEnvWrapper
+
+from mjdist.tasks import TaskSpec
+
+
+class MjlabVecEnv(RslRlVecEnvWrapper):
+    """mjlab's wrapper, with what mjdist's runner asks of a VecEnv besides rsl_rl's contract."""
+
+    def take_diverged_count(self) -> torch.Tensor:
+        """Worlds reset for diverged physics: mjlab does not detect them (it has a NaN guard that records them
+        instead), so none."""
+        return torch.zeros((), device=self.device)
+
+
+def mjlab_vec_env(spec: TaskSpec, env: MjlabEnvConfig, agent: MjlabAgentConfig, device: str, seed: int) -> MjlabVecEnv:
+    """The task's environment (its ``env_class``, mjlab's ManagerBasedRlEnv) on ``device``, with ``env.seed =
+    seed`` (on a copy: the rank's config stays as it is) and actions clipped to ``agent.clip_actions``, as mjlab's
+    train script does."""
+    env = copy.deepcopy(env)
+    env.seed = seed
+    return MjlabVecEnv(spec.load_env_class()(cfg=env, device=device), clip_actions=agent.clip_actions)
