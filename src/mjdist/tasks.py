@@ -52,6 +52,14 @@ class TaskSpec:
     device=..., seed=...)``."""
     runner_class: str = "mjdist.rl.runner:DistributedRunner"
     """``"module:Class"`` of the rsl_rl runner: :class:`~mjdist.rl.runner.DistributedRunner` or a subclass."""
+    refused_flags: tuple[tuple[str, str], ...] = ()
+    """``(flag, why)`` for the train and play flags this task cannot honour: given, each is refused in one line."""
+
+    def refuse(self, flag: str) -> None:
+        """A UsageError (exit code 2) if this task cannot honour ``flag``."""
+        for refused, why in self.refused_flags:
+            if refused == flag:
+                raise UsageError(f"{flag} does not work with task {self.name}: {why}")
 
     @property
     def description(self) -> str:

@@ -4,6 +4,7 @@ extended with what mjdist's run asks of a config."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -26,10 +27,20 @@ ConfigT = TypeVar("ConfigT")
 class MjlabEnvConfig(ManagerBasedRlEnvCfg):
     """An mjlab task's environment config (mjlab's ManagerBasedRlEnvCfg), checked by mjdist before a run."""
 
+    cpu_graph_capture: bool = True
+    """Replay the physics as captured Warp graphs on the CPU too (mjlab captures them only on CUDA GPUs): the same
+    trajectories, several times faster. mjdist's addition to mjlab's config."""
+
     @property
     def num_envs(self) -> int:
         """Environments simulated by each rank (``scene.num_envs``)."""
         return self.scene.num_envs
+
+    def with_num_envs(self, num_envs: int) -> MjlabEnvConfig:
+        """A copy with ``num_envs`` environments (``scene.num_envs``; `play --num-envs`)."""
+        config = copy.deepcopy(self)
+        config.scene.num_envs = num_envs
+        return config
 
     def validate(self) -> None:
         """Raise ValueError (one line, naming the flag) for settings that cannot work."""
@@ -92,6 +103,7 @@ def mjlab_task_spec(task_id: str) -> TaskSpec:
     """The mjdist task of mjlab's registry entry ``task_id``."""
     env = retype(load_env_cfg(task_id), MjlabEnvConfig)
     agent = retype(load_rl_cfg(task_id), MjlabAgentConfig)
+    agent.logger = "tensorboard"  # mjdist's default (mjlab's is wandb, which needs an account): --agent.logger wandb
     return TaskSpec(
         name=task_id,
         env_class="mjlab.envs:ManagerBasedRlEnv",
@@ -100,4 +112,12 @@ def mjlab_task_spec(task_id: str) -> TaskSpec:
         play_env=retype(load_env_cfg(task_id, play=True), MjlabEnvConfig),
         vec_env="mjdist_tasks.mjlab.env:mjlab_vec_env",
         runner_class="mjdist_tasks.mjlab.runner:MjlabRunner",
+        refused_flags=(
+            (
+                "--video",
+                "mjlab's tasks render through mjlab's own viewers and video wrapper, which mjdist does not drive",
+            ),
+            ("--agent random", "the baselines need an mjdist task's action bounds; play a checkpoint"),
+            ("--agent zero", "the baselines need an mjdist task's action bounds; play a checkpoint"),
+        ),
     )

@@ -4,7 +4,7 @@ them (``--env.scene.num-envs 8``, ``--agent.max-iterations 2``, ``--env.rewards.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import tyro
 
@@ -13,7 +13,7 @@ from mjdist.tasks import TaskSpec
 ConfigT = TypeVar("ConfigT")
 
 MJLAB_TASKS_HELP = (
-    "\\n\\nmjlab's tasks (mjlab is installed), with mjlab's flags as mjlab spells them: {ids}. "
+    "\n\nmjlab's tasks (mjlab is installed), with mjlab's flags as mjlab spells them: {ids}. "
     "'{prog} <ID> --help' lists a task's flags."
 )
 
@@ -21,11 +21,8 @@ MJLAB_TASKS_HELP = (
 def parse_mjlab_task(prog: str, spec: TaskSpec, args: list[str], config_type: type[ConfigT], default: Any) -> ConfigT:
     """``args`` parsed into a ``config_type`` starting from ``default``, under mjlab's tyro settings; its ``env`` (and
     ``agent``, if it has one) are parsed as the task's mjlab config classes."""
-    import mjlab
-
     typed = _with_config_types(config_type, default)
-    parsed = tyro.cli(typed, args=args, default=typed(**_values(default)), prog=f"{prog} {spec.name}",
-                      config=mjlab.TYRO_FLAGS)  # fmt: skip
+    parsed = tyro.cli(typed, args=args, default=typed(**_values(default)), prog=f"{prog} {spec.name}")
     return config_type(**_values(parsed))  # the class every rank can import (the parsing one is made here)
 
 
@@ -35,9 +32,12 @@ def _values(config: Any) -> dict[str, Any]:
 
 def _with_config_types(config_type: type[ConfigT], default: Any) -> type[ConfigT]:
     """A subclass of ``config_type`` (a frozen dataclass) whose ``env``/``agent`` fields are declared with the types
-    of ``default``'s values, so that tyro makes mjlab's flags from mjlab's classes."""
+    of ``default``'s values, so that tyro makes mjlab's flags from mjlab's classes, under mjlab's tyro settings
+    (``--flag False`` for booleans, Python syntax for collections); mjdist's own flags keep theirs."""
+    import mjlab
+
     retyped = [
-        (name, type(getattr(default, name)))
+        (name, Annotated[type(getattr(default, name)), *mjlab.TYRO_FLAGS])
         for name in ("env", "agent")
         if dataclasses.is_dataclass(getattr(default, name, None))
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -29,6 +30,10 @@ class EnvConfig:
     max_abs_qvel: float = 1e4
     """A world whose joint velocities exceed this (or whose state turns NaN/Inf) has diverged: it is reset,
     and counted as termination reason 'diverged'."""
+
+    def with_num_envs(self, num_envs: int) -> EnvConfig:
+        """This config with ``num_envs`` environments (`play --num-envs`)."""
+        return dataclasses.replace(self, num_envs=num_envs)
 
     def validate(self) -> None:
         """Raise ValueError (one line, naming the flag) for settings that cannot work."""

@@ -136,7 +136,11 @@ def plan_play(spec: TaskSpec, cfg: PlayConfig, request: DeviceRequest) -> PlayPl
     """Check every flag, pick the device and read the checkpoint; raise a one-line error for bad input."""
     if cfg.num_envs is not None and cfg.num_envs < 1:
         raise UsageError(f"--num-envs must be at least 1, got {cfg.num_envs}")
-    env = cfg.env if cfg.num_envs is None else dataclasses.replace(cfg.env, num_envs=cfg.num_envs)
+    env = cfg.env if cfg.num_envs is None else cfg.env.with_num_envs(cfg.num_envs)
+    if cfg.video:
+        spec.refuse("--video")
+    if cfg.agent != "policy":
+        spec.refuse(f"--agent {cfg.agent}")
     try:
         env.validate()
     except ValueError as error:
@@ -242,11 +246,10 @@ def _play(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
 
 
 def _play_on_device(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
-    from mjdist.envs.vec_env import RslRlVecEnv
     from mjdist.play.actors import baseline, load_policy
     from mjdist.play.evaluation import PlaySummary, rollout
 
-    vec_env = RslRlVecEnv(spec.load_env_class()(plan.env, device=plan.device, seed=cfg.seed))
+    vec_env = spec.build_vec_env(plan.env, spec.agent, plan.device, cfg.seed)
     if plan.checkpoint is None:
         actor = baseline(cfg.agent, vec_env)
     else:

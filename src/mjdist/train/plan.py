@@ -89,6 +89,8 @@ def plan_training(
                 raise ValueError(f"--video-interval must be at least 1 iteration, got {cfg.video_interval}")
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if cfg.video:
+        spec.refuse("--video")
     continued_run, resume_from = _start_point(spec.name, cfg)
     run_dir = continued_run or run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
     launch, notice = _plan_launch(spec.name, cfg, request, machine, environ, run_dir)

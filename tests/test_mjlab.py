@@ -1,0 +1,221 @@
+"""mjlab's tasks through mjdist (issue: mjlab's tasks through mjdist's launcher).
+
+These tests need mjlab, which mjdist's own environment does not have (mjlab 1.6 pins MuJoCo 3.11 and rsl_rl
+5.4.2): they run in examples/mjlab's environment, as .ci/run's last step does::
+
+    cd examples/mjlab && uv run pytest ../../tests/test_mjlab.py -m "mjlab and not slow"
+
+and are skipped elsewhere. Environments stay tiny (8-16 worlds, 2 iterations): mjlab's CPU step is slow.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("mjlab", reason="mjlab is not installed (run these in examples/mjlab's environment)")
+
+from conftest import every_rank_agreed, read_strict_json, subprocess_env  # noqa: E402
+
+pytestmark = pytest.mark.mjlab
+
+MJDIST = Path(sys.executable).with_name("mjdist")
+CARTPOLE = "Mjlab-Cartpole-Balance"
+GO1 = "Mjlab-Velocity-Flat-Unitree-Go1"
+MJLAB_METADATA = ("joint_names", "joint_stiffness", "joint_damping", "default_joint_pos", "action_scale",
+                  "observation_names", "command_names")  # fmt: skip
+
+
+def mjdist(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """The ``mjdist`` console script of this environment, run to its end."""
+    return subprocess.run([str(MJDIST), *args], capture_output=True, text=True, timeout=timeout, env=subprocess_env())
+
+
+def only_run(log_root: Path, experiment: str) -> Path:
+    (run_dir,) = (log_root / experiment).iterdir()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Cart-pole, 1 process x 16 envs x 2 iterations, through ``mjdist train`` with mjlab's flags."""
+    log_root = tmp_path_factory.mktemp("cartpole")
+    result = mjdist("train", CARTPOLE, "--gpu-ids", "None", "--env.scene.num-envs", "16",
+                    "--agent.max-iterations", "2", "--log-root", str(log_root))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return only_run(log_root, "cartpole")
+
+
+@pytest.fixture(scope="module")
+def go1_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Go1 velocity tracking, 2 CPU workers x 8 envs x 2 iterations: the issue's done-when command."""
+    log_root = tmp_path_factory.mktemp("go1")
+    result = mjdist("train", GO1, "--gpu-ids", "None", "--cpu-workers", "2", "--oversubscribe",
+                    "--env.scene.num-envs", "8", "--agent.max-iterations", "2", "--log-root", str(log_root))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return only_run(log_root, "go1_velocity")
+
+
+def test_mjlab_ids_are_tasks_and_help_does_not_import_mjlab_tasks() -> None:
+    """Every registry id is a task (mjdist's own first); `train --help` lists them from the cache without importing
+    mjlab's tasks (seconds) or mjlab itself."""
+    from mjlab.tasks.registry import list_tasks
+
+    from mjdist.tasks import registered_tasks, task_names
+
+    import mjlab.tasks  # noqa: F401
+
+    names = task_names()
+    assert names[: len(registered_tasks())] == list(registered_tasks())
+    assert set(list_tasks()) <= set(names)
+    probe = (
+        "import sys; from mjdist.cli.main import main\n"
+        "try:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m == 'mjlab' or m.startswith('mjlab.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=subprocess_env())
+    assert result.returncode == 0, result.stderr
+    assert GO1 in result.stdout and result.stdout.strip().splitlines()[-1] == "[]", result.stdout[-2000:]
+
+
+def test_mjdist_command_refuses_unknown_subcommands_in_one_line() -> None:
+    result = mjdist("fly")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "mjdist: error: unknown command 'fly'; commands: train, play, bench " \
+        "('mjdist --help' says more)"  # fmt: skip
+
+
+def test_api_overrides_merge_into_mjlab_defaults() -> None:
+    """Nested dicts change the named fields and dict entries of mjlab's configs and keep every other one."""
+    from mjdist.errors import ConfigError
+    from mjdist.overrides import resolve_config
+    from mjdist.tasks import get_task
+
+    spec = get_task(GO1)
+    weight = spec.env.rewards["track_linear_velocity"].weight
+    env = resolve_config(spec.env, {"scene": {"num_envs": 8}, "rewards": {"track_angular_velocity": {"weight": 9.0}}},
+                         "env")  # fmt: skip
+    assert env.scene.num_envs == 8 and env.scene.terrain == spec.env.scene.terrain
+    assert env.rewards["track_angular_velocity"].weight == 9.0
+    assert env.rewards["track_linear_velocity"].weight == weight and set(env.rewards) == set(spec.env.rewards)
+    with pytest.raises(ConfigError, match=r"env.rewards has no entry 'flying'"):
+        resolve_config(spec.env, {"rewards": {"flying": {"weight": 1.0}}}, "env")
+
+
+def test_configs_become_plain_data_with_a_stable_kernel_cache_key() -> None:
+    """mjlab's configs (enums, functions, classes) are written as plain YAML, and their kernel-cache key names no
+    memory address, so that every process finds the same marker."""
+    import yaml
+
+    from mjdist.runs import to_plain
+    from mjdist.tasks import get_task
+
+    spec = get_task(GO1)
+    plain = to_plain(spec.env)
+    text = yaml.safe_dump(plain)
+    assert " at 0x" not in text and yaml.safe_load(text) == plain
+    probe = "from mjdist.tasks import get_task; from mjdist.train.kernel_cache import built_marker; " \
+            f"print(built_marker({GO1!r}, get_task({GO1!r}).env, 'cpu').name)"  # fmt: skip
+    keys = {subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)}  # fmt: skip
+    assert len(keys) == 1, keys
+
+
+def test_cartpole_trains_in_one_process(cartpole_run: Path) -> None:
+    summary = every_rank_agreed(cartpole_run, 1)
+    assert summary["iterations"] == 2 and summary["task"] == CARTPOLE
+    assert [Path(path).name for path in summary["checkpoints"]] == ["model_0.pt", "model_1.pt"]
+    env_yaml = (cartpole_run / "params" / "env.yaml").read_text()
+    assert "num_envs: 16" in env_yaml
+    assert (cartpole_run / "exported" / "policy.onnx").is_file()
+
+
+def test_play_json_on_the_cartpole_run(cartpole_run: Path) -> None:
+    result = mjdist("play", CARTPOLE, "--gpu-ids", "None", "--run", str(cartpole_run), "--num-envs", "4",
+                    "--num-steps", "20", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["task"] == CARTPOLE and summary["checkpoint"].endswith("model_1.pt"), summary
+
+
+def test_video_is_refused_in_one_line_for_mjlab_tasks(tmp_path: Path) -> None:
+    result = mjdist("train", CARTPOLE, "--gpu-ids", "None", "--video", "--log-root", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"mjdist train: error: --video does not work with task "
+                                                             f"{CARTPOLE}: ")  # fmt: skip
+    assert not any(tmp_path.iterdir())
+
+
+def test_go1_two_workers_agree_and_export_mjlab_metadata(go1_run: Path) -> None:
+    """2 CPU workers end with identical parameters and normalizers; the ONNX export carries mjlab's metadata and
+    computes what the policy computes."""
+    import onnx
+    import onnxruntime
+
+    summary = every_rank_agreed(go1_run, 2)
+    assert summary["iterations"] == 2
+    onnx_path = go1_run / "exported" / "policy.onnx"
+    metadata = {entry.key: entry.value for entry in onnx.load(str(onnx_path)).metadata_props}
+    assert set(MJLAB_METADATA) <= set(metadata), sorted(metadata)
+    assert metadata["task"] == GO1 and len(metadata["joint_names"].split(",")) == 12
+    policy = torch.jit.load(str(go1_run / "exported" / "policy.pt"))
+    session = onnxruntime.InferenceSession(str(onnx_path))
+    (given,) = session.get_inputs()
+    observations = torch.randn(3, given.shape[1], generator=torch.Generator().manual_seed(0))
+    (actions,) = session.run(None, {given.name: observations.numpy()})
+    torch.testing.assert_close(torch.from_numpy(actions), policy(observations), rtol=1e-4, atol=1e-5)
+
+
+def test_resume_restores_the_curriculum_step_counter(go1_run: Path, tmp_path: Path) -> None:
+    """A checkpoint keeps the env's common_step_counter (mjlab's curricula run on it); resuming carries it on."""
+    from mjdist.checkpoints import read_checkpoint
+
+    saved = read_checkpoint(go1_run / "model_1.pt", GO1).state["infos"]["env_state"]["common_step_counter"]
+    assert saved == 2 * 24
+    result = mjdist("train", GO1, "--gpu-ids", "None", "--env.scene.num-envs", "8", "--agent.max-iterations", "1",
+                    "--resume", str(go1_run), "--log-root", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = read_checkpoint(only_run(tmp_path, "go1_velocity") / "model_2.pt", GO1)
+    assert resumed.state["infos"]["env_state"]["common_step_counter"] == saved + 24
+
+
+def test_a_checkpoint_written_by_mjlabs_runner_resumes(cartpole_run: Path, tmp_path: Path) -> None:
+    """A checkpoint as mjlab's own runner writes it (its infos hold only env_state: no task, no train_cfg) is read
+    weights-only and continued."""
+    state = torch.load(cartpole_run / "model_1.pt", weights_only=True)
+    state["infos"] = {"env_state": {"common_step_counter": 1000}}
+    mjlab_checkpoint = tmp_path / "mjlab_run" / "model_1.pt"
+    mjlab_checkpoint.parent.mkdir()
+    torch.save(state, mjlab_checkpoint)
+    log_root = tmp_path / "runs"
+    result = mjdist("train", CARTPOLE, "--gpu-ids", "None", "--env.scene.num-envs", "16", "--agent.max-iterations",
+                    "1", "--resume", str(mjlab_checkpoint), "--log-root", str(log_root))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = torch.load(only_run(log_root, "cartpole") / "model_2.pt", weights_only=True)
+    assert resumed["infos"]["env_state"]["common_step_counter"] == 1000 + 24
+
+
+def test_graph_capture_on_the_cpu_keeps_trajectories() -> None:
+    """mjlab's physics replayed as captured Warp graphs on the CPU (mjdist's default there) steps exactly as mjlab's
+    uncaptured step."""
+    from mjdist.tasks import get_task
+
+    spec = get_task(CARTPOLE)
+    trajectories = []
+    for capture in (False, True):
+        env_cfg = spec.env.with_num_envs(4)
+        env_cfg.cpu_graph_capture = capture
+        env = spec.build_vec_env(env_cfg, spec.agent, "cpu", seed=3)
+        assert env.unwrapped.sim.use_cuda_graph is capture
+        generator = torch.Generator().manual_seed(0)
+        observations = []
+        for _ in range(30):
+            obs, _, _, _ = env.step(torch.rand(4, env.num_actions, generator=generator) * 2 - 1)
+            observations.append(obs["actor"].clone())
+        trajectories.append(torch.stack(observations))
+    assert torch.equal(trajectories[0], trajectories[1])
