@@ -20,7 +20,7 @@ import torch
 
 pytest.importorskip("mjlab", reason="mjlab is not installed (run these in examples/mjlab's environment)")
 
-from conftest import every_rank_agreed, read_strict_json, subprocess_env  # noqa: E402
+from conftest import every_rank_agreed, read_strict_json, subprocess_env
 
 pytestmark = pytest.mark.mjlab
 
@@ -55,8 +55,8 @@ def cartpole_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def go1_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Go1 velocity tracking, 2 CPU workers x 8 envs x 2 iterations: the issue's done-when command."""
     log_root = tmp_path_factory.mktemp("go1")
-    result = mjdist("train", GO1, "--gpu-ids", "None", "--cpu-workers", "2", "--oversubscribe",
-                    "--env.scene.num-envs", "8", "--agent.max-iterations", "2", "--log-root", str(log_root))  # fmt: skip
+    result = mjdist("train", GO1, "--gpu-ids", "None", "--cpu-workers", "2", "--env.scene.num-envs", "8",
+                    "--agent.max-iterations", "2", "--log-root", str(log_root))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return only_run(log_root, "go1_velocity")
 
@@ -64,11 +64,10 @@ def go1_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_mjlab_ids_are_tasks_and_help_does_not_import_mjlab_tasks() -> None:
     """Every registry id is a task (mjdist's own first); `train --help` lists them from the cache without importing
     mjlab's tasks (seconds) or mjlab itself."""
+    import mjlab.tasks  # noqa: F401
     from mjlab.tasks.registry import list_tasks
 
     from mjdist.tasks import registered_tasks, task_names
-
-    import mjlab.tasks  # noqa: F401
 
     names = task_names()
     assert names[: len(registered_tasks())] == list(registered_tasks())
@@ -219,3 +218,67 @@ def test_graph_capture_on_the_cpu_keeps_trajectories() -> None:
             observations.append(obs["actor"].clone())
         trajectories.append(torch.stack(observations))
     assert torch.equal(trajectories[0], trajectories[1])
+
+
+def synthetic_motion(path: Path, num_joints: int, frames: int = 50, bodies: int = 64) -> Path:
+    """A motion file as mjlab's tracking tasks read it: the robot standing still at 0.8 m, for ``frames`` frames."""
+    import numpy as np
+
+    body_pos = np.zeros((frames, bodies, 3), dtype=np.float32)
+    body_pos[..., 2] = 0.8
+    body_quat = np.zeros((frames, bodies, 4), dtype=np.float32)
+    body_quat[..., 0] = 1.0
+    np.savez(path, fps=np.array([50]), joint_pos=np.zeros((frames, num_joints), np.float32),
+             joint_vel=np.zeros((frames, num_joints), np.float32), body_pos_w=body_pos, body_quat_w=body_quat,
+             body_lin_vel_w=np.zeros((frames, bodies, 3), np.float32),
+             body_ang_vel_w=np.zeros((frames, bodies, 3), np.float32))  # fmt: skip
+    return path
+
+
+@pytest.mark.slow
+def test_a_tracking_task_trains_on_a_synthetic_motion(tmp_path: Path) -> None:
+    """G1 motion tracking from a local motion file; its export takes the motion's time step and names the bodies."""
+    import onnx
+
+    motion = synthetic_motion(tmp_path / "motion.npz", num_joints=29)
+    result = mjdist("train", "Mjlab-Tracking-Flat-Unitree-G1", "--gpu-ids", "None", "--env.scene.num-envs", "2",
+                    "--agent.max-iterations", "1", "--env.commands.motion.motion-file", str(motion),
+                    "--log-root", str(tmp_path / "runs"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").glob("*/*")
+    model = onnx.load(str(run_dir / "exported" / "policy.onnx"))
+    assert [given.name for given in model.graph.input] == ["obs", "time_step"]
+    metadata = {entry.key for entry in model.metadata_props}
+    assert {"anchor_body_name", "body_names", *MJLAB_METADATA} <= metadata
+
+
+def test_a_tracking_task_without_a_motion_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = mjdist("train", "Mjlab-Tracking-Flat-Unitree-G1", "--gpu-ids", "None", "--log-root", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("mjdist train: error: --env.commands.motion.motion-file")
+    assert not any(tmp_path.iterdir())
+
+
+def registry_ids() -> list[str]:
+    from mjdist.mjlab_tasks import mjlab_task_ids
+
+    return list(mjlab_task_ids())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", registry_ids())
+def test_every_registry_id_trains_one_iteration_or_is_refused_in_one_line(task: str, tmp_path: Path) -> None:
+    """Each id builds 2 environments and trains one short iteration (tracking tasks on a synthetic motion), or is
+    refused with exit code 2 and one line."""
+    flags = ["--gpu-ids", "None", "--env.scene.num-envs", "2", "--agent.max-iterations", "1",
+             "--agent.num-steps-per-env", "4", "--log-root", str(tmp_path / "runs")]  # fmt: skip
+    if "Tracking" in task:
+        flags += ["--env.commands.motion.motion-file", str(synthetic_motion(tmp_path / "motion.npz", 29))]
+    result = mjdist("train", task, *flags)
+    if result.returncode == 2:
+        (line,) = [line for line in result.stderr.splitlines() if line.startswith("mjdist train: error:")]
+        print(f"{task}: refused: {line}")
+        return
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").glob("*/*")
+    assert read_strict_json(run_dir / "summary.json")["status"] == "finished"

@@ -8,11 +8,13 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from mjlab.envs import ManagerBasedRlEnvCfg
 from mjlab.rl import RslRlOnPolicyRunnerCfg
 from mjlab.tasks.registry import load_env_cfg, load_rl_cfg
+from mjlab.tasks.tracking.mdp import MotionCommandCfg
 
 from mjdist.rl.config import PPO_CLASS_NAME
 from mjdist.tasks import TaskSpec
@@ -50,6 +52,12 @@ class MjlabEnvConfig(ManagerBasedRlEnvCfg):
             raise ValueError(f"--env.decimation must be at least 1, got {self.decimation}")
         if not 0 < self.episode_length_s < math.inf:
             raise ValueError(f"--env.episode-length-s must be a positive finite number, got {self.episode_length_s}")
+        motion = self.commands.get("motion")
+        if isinstance(motion, MotionCommandCfg) and not Path(motion.motion_file).is_file():
+            raise ValueError(
+                f"--env.commands.motion.motion-file must name a motion .npz file for a tracking task, got "
+                f"{motion.motion_file!r} (mjdist does not download motions from a W&B registry)"
+            )
 
 
 @dataclass

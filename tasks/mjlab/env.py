@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import sys
 
 import torch
 from mjdist_tasks.mjlab import MjlabAgentConfig, MjlabEnvConfig
@@ -27,10 +29,11 @@ def mjlab_vec_env(spec: TaskSpec, env: MjlabEnvConfig, agent: MjlabAgentConfig, 
     train script does; on the CPU its physics graph-captured unless ``env.cpu_graph_capture`` is off."""
     env = copy.deepcopy(env)
     env.seed = seed
-    manager_env = spec.load_env_class()(cfg=env, device=device)
-    if env.cpu_graph_capture and not manager_env.sim.wp_device.is_cuda:
-        capture_on_cpu(manager_env.sim)
-    return MjlabVecEnv(manager_env, clip_actions=agent.clip_actions)
+    with contextlib.redirect_stdout(sys.stderr):  # mjlab prints its managers' tables: stdout is play --json's
+        manager_env = spec.load_env_class()(cfg=env, device=device)
+        if env.cpu_graph_capture and not manager_env.sim.wp_device.is_cuda:
+            capture_on_cpu(manager_env.sim)
+        return MjlabVecEnv(manager_env, clip_actions=agent.clip_actions)
 
 
 def capture_on_cpu(sim: Simulation) -> None:

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mjdist.checkpoints import Checkpoint, CheckpointError, latest_run, newest_loadable_checkpoint, resolve_checkpoint
+from mjdist.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    latest_run,
+    newest_loadable_checkpoint,
+    resolve_checkpoint,
+    written_by_mjlab,
+)
 from mjdist.envs.config import EnvConfig
 from mjdist.errors import ConfigError, UsageError
 from mjdist.launch.devices import (
@@ -165,6 +172,8 @@ def plan_play(spec: TaskSpec, cfg: PlayConfig, request: DeviceRequest) -> PlayPl
                 raise
             log.warning("%s (a real run would stop here)", error)
             return PlayPlan(env, num_episodes, num_steps, rank, None)
+        if checkpoint.train_cfg is None and written_by_mjlab(checkpoint.state["infos"]):
+            checkpoint = dataclasses.replace(checkpoint, train_cfg=spec.agent.to_rsl_rl(""))  # the task's networks
         if checkpoint.train_cfg is None:
             raise CheckpointError(f"checkpoint {checkpoint.path} does not record the train_cfg that built its networks")
         video = _video_path(cfg, checkpoint.path.parent / "videos" / "play" / f"{checkpoint.path.stem}.mp4")
