@@ -165,9 +165,10 @@ def test_go1_two_workers_agree_and_export_mjlab_metadata(go1_run: Path) -> None:
     policy = torch.jit.load(str(go1_run / "exported" / "policy.pt"))
     session = onnxruntime.InferenceSession(str(onnx_path))
     (given,) = session.get_inputs()
-    observations = torch.randn(3, given.shape[1], generator=torch.Generator().manual_seed(0))
-    (actions,) = session.run(None, {given.name: observations.numpy()})
-    torch.testing.assert_close(torch.from_numpy(actions), policy(observations), rtol=1e-4, atol=1e-5)
+    for seed in range(3):  # mjlab's exporter fixes the batch at 1
+        observation = torch.randn(1, given.shape[1], generator=torch.Generator().manual_seed(seed))
+        (actions,) = session.run(None, {given.name: observation.numpy()})
+        torch.testing.assert_close(torch.from_numpy(actions), policy(observation), rtol=1e-4, atol=1e-5)
 
 
 def test_resume_restores_the_curriculum_step_counter(go1_run: Path, tmp_path: Path) -> None:
