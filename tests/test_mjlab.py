@@ -171,17 +171,25 @@ def test_go1_two_workers_agree_and_export_mjlab_metadata(go1_run: Path) -> None:
         torch.testing.assert_close(torch.from_numpy(actions), policy(observation), rtol=1e-4, atol=1e-5)
 
 
-def test_resume_restores_the_curriculum_step_counter(go1_run: Path, tmp_path: Path) -> None:
+def steps_per_iteration(run_dir: Path) -> int:
+    """Control steps each environment takes per iteration in a run (mjlab's task default)."""
+    import yaml
+
+    return yaml.safe_load((run_dir / "params" / "agent.yaml").read_text())["num_steps_per_env"]
+
+
+def test_resume_restores_the_curriculum_step_counter(cartpole_run: Path, tmp_path: Path) -> None:
     """A checkpoint keeps the env's common_step_counter (mjlab's curricula run on it); resuming carries it on."""
     from mjdist.checkpoints import read_checkpoint
 
-    saved = read_checkpoint(go1_run / "model_1.pt", GO1).state["infos"]["env_state"]["common_step_counter"]
-    assert saved == 2 * 24
-    result = mjdist("train", GO1, "--gpu-ids", "None", "--env.scene.num-envs", "8", "--agent.max-iterations", "1",
-                    "--resume", str(go1_run), "--log-root", str(tmp_path))  # fmt: skip
+    steps = steps_per_iteration(cartpole_run)
+    saved = read_checkpoint(cartpole_run / "model_1.pt", CARTPOLE).state["infos"]["env_state"]["common_step_counter"]
+    assert saved == 2 * steps
+    result = mjdist("train", CARTPOLE, "--gpu-ids", "None", "--env.scene.num-envs", "16", "--agent.max-iterations",
+                    "1", "--resume", str(cartpole_run), "--log-root", str(tmp_path))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    resumed = read_checkpoint(only_run(tmp_path, "go1_velocity") / "model_2.pt", GO1)
-    assert resumed.state["infos"]["env_state"]["common_step_counter"] == saved + 24
+    resumed = read_checkpoint(only_run(tmp_path, "cartpole") / "model_2.pt", CARTPOLE)
+    assert resumed.state["infos"]["env_state"]["common_step_counter"] == saved + steps
 
 
 def test_a_checkpoint_written_by_mjlabs_runner_resumes(cartpole_run: Path, tmp_path: Path) -> None:
@@ -197,7 +205,7 @@ def test_a_checkpoint_written_by_mjlabs_runner_resumes(cartpole_run: Path, tmp_p
                     "1", "--resume", str(mjlab_checkpoint), "--log-root", str(log_root))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = torch.load(only_run(log_root, "cartpole") / "model_2.pt", weights_only=True)
-    assert resumed["infos"]["env_state"]["common_step_counter"] == 1000 + 24
+    assert resumed["infos"]["env_state"]["common_step_counter"] == 1000 + steps_per_iteration(cartpole_run)
 
 
 def test_graph_capture_on_the_cpu_keeps_trajectories() -> None:
