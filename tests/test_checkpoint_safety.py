@@ -119,7 +119,7 @@ def test_real_checkpoints_of_every_task_load_weights_only(task: str, tmp_path: P
     saved.current_learning_iteration = 7
     saved.save(str(tmp_path / "model_7.pt"))
     checkpoint = read_checkpoint(tmp_path / "model_7.pt", task)
-    assert checkpoint.train_cfg == saved.cfg and checkpoint.iteration == 7
+    assert checkpoint.train_cfg == saved.train_cfg and checkpoint.iteration == 7
     torch.manual_seed(1)  # the second runner starts from other weights
     loaded = _runner(TASKS[task])
     loaded.load_checkpoint(tmp_path / "model_7.pt", "cpu")

@@ -164,6 +164,12 @@ def _last_line(error: Exception) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+def written_by_mjlab(infos: dict) -> bool:
+    """Whether a checkpoint's ``infos`` are those of mjlab's own runner: they record the environment's state and no
+    task, so such a checkpoint is taken for any task; its networks must fit when it loads."""
+    return isinstance(infos, dict) and "task" not in infos and "env_state" in infos
+
+
 def read_checkpoint(path: Path, task: str) -> Checkpoint:
     """Load a checkpoint on the CPU (weights-only) and check that it is a complete rsl_rl checkpoint of ``task``."""
     checkpoint = load_weights_only(path)
@@ -172,9 +178,10 @@ def read_checkpoint(path: Path, task: str) -> Checkpoint:
     missing = {"actor_state_dict", "critic_state_dict", "optimizer_state_dict", "iter"} - set(checkpoint)
     if missing:
         raise CheckpointError(f"{path} is not an rsl_rl checkpoint (missing {', '.join(sorted(missing))})")
-    trained_on = (checkpoint.get("infos") or {}).get("task")
-    if trained_on != task:
+    infos = checkpoint.get("infos") or {}
+    trained_on = infos.get("task")
+    if trained_on != task and not written_by_mjlab(infos):
         raise CheckpointError(f"checkpoint {path} was trained on task {trained_on!r}, not {task!r}")
-    train_cfg = (checkpoint.get("infos") or {}).get("train_cfg")
+    train_cfg = infos.get("train_cfg")
     return Checkpoint(path.absolute(), int(checkpoint["iter"]), train_cfg if isinstance(train_cfg, dict) else None,
                       checkpoint)  # fmt: skip

@@ -77,12 +77,15 @@ def path_component(flag: str, value: str, *, reserved: int = 0) -> None:
         raise ValueError(f"{flag} must be at most {NAME_MAX - reserved} bytes long, got {len(value.encode())}")
 
 
-def check_fields(config: object, prefix: str) -> None:
+def check_fields(config: object, prefix: str, skip: tuple[str, ...] = ()) -> None:
     """What holds for every field of a config dataclass (nested ones too): a choice is one of its choices, floats
     are numbers (not NaN), integers fit in 64 bits, strings and paths hold no NUL character. ``prefix`` is the
-    flags' prefix (``env``, ``agent``, or ``""`` for a command's own flags)."""
+    flags' prefix (``env``, ``agent``, or ``""`` for a command's own flags); ``skip`` names fields that check
+    themselves (a task's env and agent configs, whose ``validate`` knows their classes)."""
     hints = _type_hints(type(config))
     for field in dataclasses.fields(config):  # type: ignore[arg-type]
+        if field.name in skip:
+            continue
         value = getattr(config, field.name)
         path = f"{prefix}.{field.name}" if prefix else field.name
         if dataclasses.is_dataclass(value) and not isinstance(value, type):

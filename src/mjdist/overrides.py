@@ -1,7 +1,8 @@
 """Config objects from Python callers: a task's default config, replaced by an object or changed by a dict.
 
 ``{"num_envs": 64, "rewards": {"pole_angle": -2.0}}`` changes two fields of a task's environment config, the
-second inside a nested config; unknown fields and values of the wrong type are ConfigErrors that name them.
+second inside a nested config; a dict field (an mjlab task's ``rewards``) keeps the entries not named. Unknown fields
+and entries, and values of the wrong type, are ConfigErrors that name them.
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ def _apply(config: Any, overrides: Mapping[str, Any], path: str) -> Any:
     return dataclasses.replace(config, **changes)
 
 
+def _merge(current: Mapping[str, Any], overrides: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """A dict field (an mjlab config's ``rewards``, ``observations``...) with some entries changed: the others stay."""
+    unknown = sorted(set(overrides) - set(current))
+    if unknown:
+        raise ConfigError(f"{path} has no entry {unknown[0]!r}; its entries are: {', '.join(map(str, current))}")
+    return {**current, **{key: _value(current[key], value, f"{path}.{key}") for key, value in overrides.items()}}
+
+
 def _value(current: Any, value: Any, path: str) -> Any:
     """``value`` checked against the field's current value (its type), converted where that is lossless."""
     if dataclasses.is_dataclass(current) and not isinstance(current, type):
@@ -51,6 +60,8 @@ def _value(current: Any, value: Any, path: str) -> Any:
         if type(value) is not type(current):
             raise ConfigError(f"{path} takes a {type(current).__name__} or a dict of overrides, got {value!r}")
         return value
+    if isinstance(current, Mapping) and isinstance(value, Mapping):
+        return _merge(current, value, path)
     if isinstance(current, tuple) and isinstance(value, list | tuple):
         return tuple(value)
     if isinstance(current, bool) or isinstance(value, bool):

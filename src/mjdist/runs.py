@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
+import inspect
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+"""What ``repr`` adds to an object's text that differs from process to process."""
 
 EXPORT_DIR = "exported"
 """Sub-directory of a run directory that holds the policies exported for use without mjdist."""
@@ -51,13 +58,21 @@ def write_params(run_dir: Path, configs: dict[str, Any]) -> None:
 
 
 def to_plain(value: Any) -> Any:
-    """``value`` as plain data for YAML or JSON: dataclasses as dicts, tuples as lists, paths as strings."""
+    """``value`` as plain data for YAML or JSON: dataclasses as dicts, tuples and sets as lists, paths as strings,
+    enums as their values, functions and classes as ``module:name`` (mjlab's configs hold all of these); anything
+    else that is not plain data as its text without memory addresses, so the result is the same in every process."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         return [to_plain(v) for v in value]
     if isinstance(value, Path):
         return str(value)
-    return value
+    if isinstance(value, enum.Enum):
+        return to_plain(value.value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, type) or inspect.isroutine(value):
+        return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
+    return MEMORY_ADDRESS.sub("", repr(value))

@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mjdist.errors import UsageError
+from mjdist.mjlab_tasks import load_mjlab_task, mjlab_task_ids
 
 if TYPE_CHECKING:
+    from rsl_rl.env import VecEnv
+
     from mjdist.envs.config import EnvConfig
     from mjdist.envs.core import MjWarpEnv
     from mjdist.rl.config import AgentConfig
+    from mjdist.rl.runner import DistributedRunner
 
 ENTRY_POINT_GROUP = "mjdist.tasks"
 TASK_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -47,6 +51,19 @@ class TaskSpec:
     model_file: Path | None = None
     """The task's MJCF model, which the memory pre-flight reads its sizes from; None: the environment class's
     ``model_file`` (importing the class, and with it MuJoCo-Warp, which takes seconds)."""
+    vec_env: str = "mjdist.envs.vec_env:mjdist_vec_env"
+    """``"module:function"`` that builds one rank's rsl_rl VecEnv: ``function(spec, env_config, agent_config,
+    device=..., seed=...)``."""
+    runner_class: str = "mjdist.rl.runner:DistributedRunner"
+    """``"module:Class"`` of the rsl_rl runner: :class:`~mjdist.rl.runner.DistributedRunner` or a subclass."""
+    refused_flags: tuple[tuple[str, str], ...] = ()
+    """``(flag, why)`` for the train and play flags this task cannot honour: given, each is refused in one line."""
+
+    def refuse(self, flag: str) -> None:
+        """A UsageError (exit code 2) if this task cannot honour ``flag``."""
+        for refused, why in self.refused_flags:
+            if refused == flag:
+                raise UsageError(f"{flag} does not work with task {self.name}: {why}")
 
     def model_path(self) -> Path:
         """The task's MJCF model file."""
@@ -59,8 +76,21 @@ class TaskSpec:
 
     def load_env_class(self) -> type[MjWarpEnv]:
         """Import the environment class, constructed as ``cls(env_config, device=..., seed=...)``."""
-        module, _, attribute = self.env_class.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return _load(self.env_class)
+
+    def build_vec_env(self, env: Any, agent: Any, device: str, seed: int) -> VecEnv:
+        """One rank's environment behind rsl_rl's VecEnv contract, seeded with ``seed``."""
+        return _load(self.vec_env)(self, env, agent, device=device, seed=seed)
+
+    def load_runner_class(self) -> type[DistributedRunner]:
+        """Import the runner class, constructed like :class:`~mjdist.rl.runner.DistributedRunner`."""
+        return _load(self.runner_class)
+
+
+def _load(reference: str) -> Any:
+    """The object ``"module:attribute"`` names, imported."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 class TaskRegistryError(RuntimeError):
@@ -88,8 +118,19 @@ def registered_tasks() -> dict[str, TaskSpec]:
 
 def get_task(name: str) -> TaskSpec:
     """The registered task ``name``: its spec, whose ``env`` and ``agent`` are the default configs (frozen
-    dataclasses, to change with ``dataclasses.replace``). An unknown name is a UsageError listing the known ones."""
+    dataclasses, to change with ``dataclasses.replace``; an mjlab task's are mjlab's own, mutable). mjdist's tasks
+    come first, then mjlab's registry (when mjlab is installed). An unknown name is a UsageError listing the known
+    ones."""
     tasks = registered_tasks()
-    if name not in tasks:
-        raise UsageError(f"unknown task {name!r}; known tasks: {', '.join(tasks)}")
-    return tasks[name]
+    if name in tasks:
+        return tasks[name]
+    if name in mjlab_task_ids():
+        return load_mjlab_task(name)
+    raise UsageError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
+
+
+def task_names() -> list[str]:
+    """Every task's name: mjdist's, then mjlab's ids that no mjdist task takes (without importing mjlab's tasks
+    when their list is cached)."""
+    own = registered_tasks()
+    return [*own, *(task_id for task_id in mjlab_task_ids() if task_id not in own)]

@@ -57,8 +57,11 @@ class QuadrupedEnv(MjWarpEnv):
 
     def prepare_model(self) -> None:
         """Don't print a warning per step when the line search stops at ls_iterations: with exploring policies
-        (random joint targets every 20 ms) it happens routinely, and the step it returns is still good."""
-        self.wp_model.opt.warn_overflow &= ~mjw.OverflowType.LS_ITERATIONS
+        (random joint targets every 20 ms) it happens routinely, and the step it returns is still good. MuJoCo-Warp
+        3.11 (mjlab's) has no such warning: its ``warn_overflow`` is one bool and it exports no ``OverflowType``."""
+        overflow_type = getattr(mjw, "OverflowType", None)
+        if overflow_type is not None:
+            self.wp_model.opt.warn_overflow &= ~overflow_type.LS_ITERATIONS
 
     def bind_views(self) -> None:
         """The standing pose, joint limits, trunk and sensor indices from the model; the policy observations' noise

@@ -21,10 +21,10 @@ log = logging.getLogger("mjdist.bench")
 PROG = "bench"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point of ``bench``."""
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """Console entry point of ``bench`` (``prog``: the command's name in messages, ``mjdist bench`` there)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    cfg = tyro.cli(BenchConfig, args=sys.argv[1:] if argv is None else argv, prog=PROG)
+    cfg = tyro.cli(BenchConfig, args=sys.argv[1:] if argv is None else argv, prog=prog)
     try:
         cfg.validate(tuple(registered_tasks()))
         if cfg.report:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             devices = bench_devices(cfg.device, cfg.ranks_needed())
     except (ValueError, DeviceSelectionError) as error:
-        return fail_usage(PROG, str(error))
+        return fail_usage(prog, str(error))
     if cfg.report:
         return _report(records, cfg)
     from mjdist.launch.bootstrap import enter_device

@@ -18,17 +18,17 @@ log = logging.getLogger("mjdist.play")
 PROG = "play"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point of ``play``."""
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """Console entry point of ``play`` (``prog``: the command's name in messages, ``mjdist play`` there)."""
     try:
-        spec, cfg = parse_task_command(PROG, argv, PlayConfig, lambda spec: PlayConfig(env=spec.play_env or spec.env))
+        spec, cfg = parse_task_command(prog, argv, PlayConfig, lambda spec: PlayConfig(env=spec.play_env or spec.env))
         request = DeviceRequest.from_flags(cfg.gpu_ids, None)
         if cfg.dry_run:
             print(json.dumps(plan_json(spec, cfg, plan_play(spec, cfg, request))))
             return 0
         summary = run_play(spec, cfg, request)
     except UsageError as error:
-        return fail_usage(PROG, str(error))
+        return fail_usage(prog, str(error))
     except KeyboardInterrupt:
         log.error("Interrupted.")
         return 130

@@ -18,11 +18,11 @@ log = logging.getLogger("mjdist.train")
 PROG = "train"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point of ``train``."""
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """Console entry point of ``train`` (``prog``: the command's name in messages, ``mjdist train`` there)."""
     try:
         spec, cfg = parse_task_command(
-            PROG, argv, TrainConfig, lambda spec: TrainConfig(env=spec.env, agent=spec.agent)
+            prog, argv, TrainConfig, lambda spec: TrainConfig(env=spec.env, agent=spec.agent)
         )
         request = DeviceRequest.from_flags(cfg.gpu_ids, cfg.cpu_workers)
         if cfg.dry_run:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         run_training(spec, cfg, request)
     except UsageError as error:
-        return fail_usage(PROG, str(error))
+        return fail_usage(prog, str(error))
     except KeyboardInterrupt as interrupt:
         log.error("Interrupted%s", f": {interrupt}" if str(interrupt) else ".")
         return 130

@@ -10,6 +10,8 @@ from typing import Annotated, TypeVar, Union
 
 import tyro
 
+from mjdist.cli.mjlab import MJLAB_TASKS_HELP, parse_mjlab_task
+from mjdist.mjlab_tasks import mjlab_task_ids
 from mjdist.tasks import TaskSpec, get_task, registered_tasks
 
 USAGE_EXIT_CODE = 2
@@ -26,12 +28,17 @@ def parse_task_command(
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     tasks = registered_tasks()
     if args and not args[0].startswith("-"):
-        get_task(args[0])
+        spec = get_task(args[0])
+        if spec.name not in tasks:  # an mjlab task: its own flags, parsed as mjlab's train script parses them
+            return spec, parse_mjlab_task(prog, spec, args[1:], config_type, task_default(spec))
     variants = tuple(
         Annotated[config_type, tyro.conf.subcommand(name, default=task_default(spec), description=spec.description)]
         for name, spec in tasks.items()
     )
-    cfg = tyro.cli(Union[variants], args=args, prog=prog, description=config_type.__doc__)  # noqa: UP007
+    description = config_type.__doc__ or ""
+    if mjlab_task_ids():
+        description += MJLAB_TASKS_HELP.format(prog=prog, ids=", ".join(mjlab_task_ids()))
+    cfg = tyro.cli(Union[variants], args=args, prog=prog, description=description)  # noqa: UP007
     return tasks[args[0]], cfg
 
 

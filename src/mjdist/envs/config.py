@@ -32,6 +32,10 @@ class EnvConfig:
     """A world whose joint velocities exceed this (or whose state turns NaN/Inf) has diverged: it is reset,
     and counted as termination reason 'diverged'."""
 
+    def with_num_envs(self, num_envs: int) -> EnvConfig:
+        """This config with ``num_envs`` environments (`play --num-envs`)."""
+        return dataclasses.replace(self, num_envs=num_envs)
+
     def validate(self) -> None:
         """Raise ValueError (one line, naming the flag) for settings that cannot work; a task's own fields (reward
         weights, noise levels) must be numbers, not NaN."""

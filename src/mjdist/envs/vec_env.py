@@ -6,7 +6,9 @@ import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
+from mjdist.envs.config import EnvConfig
 from mjdist.envs.core import MjWarpEnv
+from mjdist.tasks import TaskSpec
 
 
 class RslRlVecEnv(VecEnv):
@@ -45,3 +47,9 @@ class RslRlVecEnv(VecEnv):
 
     def _as_tensordict(self, obs: dict[str, torch.Tensor]) -> TensorDict:
         return TensorDict(obs, batch_size=[self.num_envs], device=self.device)
+
+
+def mjdist_vec_env(spec: TaskSpec, env: EnvConfig, agent: object, device: str, seed: int) -> RslRlVecEnv:
+    """The VecEnv of an mjdist task (its TaskSpec's ``vec_env``): its environment class behind the adapter; the
+    agent config plays no part (mjdist's envs clip and scale actions themselves)."""
+    return RslRlVecEnv(spec.load_env_class()(env, device=device, seed=seed))

@@ -8,7 +8,7 @@ import io
 import logging
 
 import torch
-from rsl_rl.utils import resolve_class, resolve_obs_groups
+from rsl_rl.utils import resolve_callable, resolve_obs_groups
 
 from mjdist.checkpoints import Checkpoint, CheckpointError
 from mjdist.envs.vec_env import RslRlVecEnv
@@ -27,7 +27,8 @@ def load_policy(vec_env: RslRlVecEnv, checkpoint: Checkpoint, device: str) -> Ac
     with contextlib.redirect_stdout(io.StringIO()) as printed:  # rsl_rl prints the groups it resolved
         obs_groups = resolve_obs_groups(observations, train_cfg["obs_groups"], ["actor", "critic"])
     log.debug("%s", printed.getvalue().strip())
-    actor_class, actor_cfg = resolve_class(train_cfg["actor"])
+    actor_cfg = train_cfg["actor"]  # a copy: rsl_rl 5.4 has no resolve_class, which pops class_name from one
+    actor_class = resolve_callable(actor_cfg.pop("class_name"))
     policy = actor_class(observations, obs_groups, "actor", vec_env.num_actions, **actor_cfg).to(device)
     try:
         policy.load_state_dict(checkpoint.state["actor_state_dict"])

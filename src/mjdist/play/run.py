@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mjdist.checkpoints import Checkpoint, CheckpointError, latest_run, newest_loadable_checkpoint, resolve_checkpoint
+from mjdist.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    latest_run,
+    newest_loadable_checkpoint,
+    resolve_checkpoint,
+    written_by_mjlab,
+)
 from mjdist.domains import check_fields
 from mjdist.envs.config import EnvConfig
 from mjdist.errors import ConfigError, UsageError
@@ -138,10 +145,14 @@ def plan_play(spec: TaskSpec, cfg: PlayConfig, request: DeviceRequest) -> PlayPl
     """Check every flag, pick the device and read the checkpoint; raise a one-line error for bad input."""
     if cfg.num_envs is not None and cfg.num_envs < 1:
         raise UsageError(f"--num-envs must be at least 1, got {cfg.num_envs}")
-    env = cfg.env if cfg.num_envs is None else dataclasses.replace(cfg.env, num_envs=cfg.num_envs)
+    env = cfg.env if cfg.num_envs is None else cfg.env.with_num_envs(cfg.num_envs)
+    if cfg.video:
+        spec.refuse("--video")
+    if cfg.agent != "policy":
+        spec.refuse(f"--agent {cfg.agent}")
     try:
         env.validate()
-        check_fields(cfg, "")
+        check_fields(cfg, "", skip=("env",))  # env.validate() checks it
         if not 0 <= cfg.seed <= SEED_MAX:
             raise ValueError(f"--seed must be between 0 and {SEED_MAX}, got {cfg.seed}")
     except ValueError as error:
@@ -166,6 +177,8 @@ def plan_play(spec: TaskSpec, cfg: PlayConfig, request: DeviceRequest) -> PlayPl
                 raise
             log.warning("%s (a real run would stop here)", error)
             return PlayPlan(env, num_episodes, num_steps, rank, None)
+        if checkpoint.train_cfg is None and written_by_mjlab(checkpoint.state["infos"]):
+            checkpoint = dataclasses.replace(checkpoint, train_cfg=spec.agent.to_rsl_rl(""))  # the task's networks
         if checkpoint.train_cfg is None:
             raise CheckpointError(f"checkpoint {checkpoint.path} does not record the train_cfg that built its networks")
         video = _video_path(cfg, checkpoint.path.parent / "videos" / "play" / f"{checkpoint.path.stem}.mp4")
@@ -247,11 +260,10 @@ def _play(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
 
 
 def _play_on_device(spec: TaskSpec, cfg: PlayConfig, plan: PlayPlan) -> PlaySummary:
-    from mjdist.envs.vec_env import RslRlVecEnv
     from mjdist.play.actors import baseline, load_policy
     from mjdist.play.evaluation import PlaySummary, rollout
 
-    vec_env = RslRlVecEnv(spec.load_env_class()(plan.env, device=plan.device, seed=cfg.seed))
+    vec_env = spec.build_vec_env(plan.env, spec.agent, plan.device, cfg.seed)
     if plan.checkpoint is None:
         actor = baseline(cfg.agent, vec_env)
     else:

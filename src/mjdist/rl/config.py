@@ -129,7 +129,8 @@ class AgentConfig:
                 "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": self.init_noise_std},
             },
             "critic": {"class_name": "MLPModel", **_model_kwargs(self.critic)},
-            "algorithm": {"class_name": PPO_CLASS_NAME, **dataclasses.asdict(self.algorithm)},
+            # rnd_cfg: rsl_rl 5.4's runner and logger read the key (5.5 reads it with .get)
+            "algorithm": {"class_name": PPO_CLASS_NAME, "rnd_cfg": None, **dataclasses.asdict(self.algorithm)},
             "logger": _logger_cfg(self),
         }
 

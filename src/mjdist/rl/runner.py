@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -62,6 +63,8 @@ class DistributedRunner(OnPolicyRunner):
         self.local_rank = local_rank
         self.on_stage = on_stage or _ignore_stage
         self._onnx = OnnxExporter()
+        self.train_cfg = copy.deepcopy(train_cfg)
+        """The train_cfg as given, saved in checkpoints (rsl_rl up to 5.4 pops its ``class_name`` keys in place)."""
         with contextlib.redirect_stdout(_DebugLog()):
             super().__init__(env, train_cfg, log_dir=log_dir, device=device)
         if not isinstance(self.alg, DistributedPPO):
@@ -196,13 +199,17 @@ class DistributedRunner(OnPolicyRunner):
             )
         state = self.alg.save()
         state["iter"] = self.current_learning_iteration
-        state["infos"] = {"task": self.task, "train_cfg": self.cfg, **(infos or {})}
+        state["infos"] = {"task": self.task, "train_cfg": self.train_cfg, **(infos or {})}
         write_checkpoint(state, Path(path))
         self.logger.save_model(path, self.current_learning_iteration)
         onnx_path = checkpoint_onnx_path(Path(path))
         if not onnx_path.exists():
-            metadata = onnx_metadata(self.env.env, self.task, self.current_learning_iteration)  # type: ignore[attr-defined]
-            self._onnx.export(self.alg.get_policy(), onnx_path, metadata)
+            self.export_onnx(onnx_path)
+
+    def export_onnx(self, path: Path) -> None:
+        """The current policy as ONNX at ``path``, with :func:`~mjdist.rl.exports.onnx_metadata`."""
+        metadata = onnx_metadata(self.env.env, self.task, self.current_learning_iteration)  # type: ignore[attr-defined]
+        self._onnx.export(self.alg.get_policy(), path, metadata)
 
     def _configure_multi_gpu(self) -> None:
         self.is_distributed = dist.is_initialized() and dist.get_world_size() > 1

@@ -110,4 +110,4 @@ def check_run_options(cfg: TrainConfig) -> None:
         check_video_flags(cfg.video_length, cfg.video_width, cfg.video_height)
         if cfg.video_interval < 1:
             raise ValueError(f"--video-interval must be at least 1 iteration, got {cfg.video_interval}")
-    check_fields(cfg, "")
+    check_fields(cfg, "", skip=("env", "agent"))  # cfg.env.validate() and cfg.agent.validate() check those

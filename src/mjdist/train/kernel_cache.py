@@ -10,25 +10,28 @@ can build at the same time instead of one after another.
 from __future__ import annotations
 
 import hashlib
+import json
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import warp as wp
 
 from mjdist.envs.config import EnvConfig
+from mjdist.runs import to_plain
 
 MARKER_DIR = "mjdist-built"
 """Directory of the markers inside Warp's kernel cache directory."""
 
 
-def built_marker(task: str, env: EnvConfig, device: str) -> Path:
+def built_marker(task: str, env: EnvConfig | Any, device: str) -> Path:
     """The marker of ``task`` built with ``env`` on ``device`` (its kind and, for GPUs, its architecture), for
     the installed Warp and MuJoCo-Warp. It lives in the kernel cache, so clearing the cache removes it."""
     warp_device = wp.get_device(device)
     key = "|".join(
         (
             task,
-            repr(env),
+            json.dumps(to_plain(env), sort_keys=True),  # not repr: an mjlab config's names its functions' addresses
             f"cuda sm{warp_device.arch}" if warp_device.is_cuda else "cpu",
             f"warp {wp.config.version}",
             f"mujoco-warp {version('mujoco-warp')}",

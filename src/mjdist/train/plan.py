@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mjdist.checkpoints import Checkpoint, resolve_checkpoint
+from mjdist.envs.config import EnvConfig
 from mjdist.errors import ConfigError, UsageError
 from mjdist.launch.devices import (
     DeviceRequest,
@@ -33,7 +34,7 @@ from mjdist.rl.config import SEED_MAX
 from mjdist.runs import check_writable, run_dir_for
 from mjdist.tasks import TaskSpec
 from mjdist.train.config import TrainConfig, check_run_options
-from mjdist.train.memory import check_memory, estimate_rank_memory
+from mjdist.train.memory import MemoryEstimate, check_memory, estimate_rank_memory
 from mjdist.train.requeue import AUTO, find_continuation, newest_run_dir
 
 log = logging.getLogger("mjdist.train")
@@ -97,6 +98,8 @@ def plan_training(
         check_run_options(cfg)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if cfg.video:
+        spec.refuse("--video")
     in_rank_mode = RankIdentity.from_scheduler(environ) is not None
     continued_run, resume_from = _own_run(cfg) if in_rank_mode else _start_point(spec.name, cfg)
     run_dir = continued_run or run_dir_for(cfg.log_root, cfg.agent.experiment_name, cfg.run_name, now)
@@ -118,7 +121,7 @@ def plan_training(
             except ValueError as error:
                 raise UsageError(str(error)) from None
         check_launch(launch, environ, cfg.host_check)
-    memory = estimate_rank_memory(spec.model_path(), cfg.env, cfg.agent, _on_gpu(launch))  # in another process
+    memory = _memory_estimate(spec, cfg, launch)
     if memory is not None:
         plan = dataclasses.replace(plan, memory_per_rank_bytes=memory.rank_bytes)
         if not (cfg.dry_run or cfg.skip_memory_check):
@@ -176,6 +179,14 @@ def check_seeds(launch: LaunchPlan) -> None:
             f"--agent.seed must be at most {SEED_MAX - launch.world_size + 1} with {launch.world_size} ranks "
             f"(rank r is seeded with seed + r, at most {SEED_MAX}), got {highest - launch.ranks[-1].rank}"
         )
+
+
+def _memory_estimate(spec: TaskSpec, cfg: TrainConfig, launch: LaunchPlan) -> MemoryEstimate | None:
+    """One rank's estimate (its model read in another process); None for a task whose configs are not mjdist's
+    (mjlab's: docs/mjlab.md)."""
+    if not isinstance(cfg.env, EnvConfig):
+        return None
+    return estimate_rank_memory(spec.model_path(), cfg.env, cfg.agent, _on_gpu(launch))
 
 
 def _on_gpu(launch: LaunchPlan) -> bool:

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from rsl_rl.env import VecEnv
 
-from mjdist.envs.core import MjWarpEnv
-from mjdist.envs.vec_env import RslRlVecEnv
 from mjdist.launch.context import RankContext
 from mjdist.launch.heartbeat import beat
 from mjdist.launch.worker import first_line
@@ -41,9 +40,8 @@ def train_rank(ctx: RankContext, plan: TrainPlan, cfg: TrainConfig, spec: TaskSp
     writes the run directory."""
     if ctx.is_main and cfg.agent.logger == "wandb":
         os.environ.setdefault("WANDB_DIR", plan.run_dir)  # wandb's files live in the run, not in the cwd
-    env = build_env(spec, cfg, ctx)
-    runner = DistributedRunner(
-        RslRlVecEnv(env),
+    runner = spec.load_runner_class()(
+        build_env(spec, cfg, ctx),
         cfg.agent.to_rsl_rl(cfg.run_name),
         log_dir=plan.run_dir if ctx.is_main else None,
         device=ctx.device,
@@ -88,7 +86,7 @@ def training_clips(
     return TrainingClips(runner, spec, ClipSchedule(cfg.video_interval, last_iteration), frames, seed)
 
 
-def build_env(spec: TaskSpec, cfg: TrainConfig, ctx: RankContext) -> MjWarpEnv:
+def build_env(spec: TaskSpec, cfg: TrainConfig, ctx: RankContext) -> VecEnv:
     """The rank's environment, its Warp kernels compiled once per machine however many ranks there are.
 
     If every rank finds this environment's marker in the kernel cache, all build at once and load the cached
@@ -96,17 +94,20 @@ def build_env(spec: TaskSpec, cfg: TrainConfig, ctx: RankContext) -> MjWarpEnv:
     and says so in the rendezvous store; the machine's other ranks wait for that word (up to
     ``--kernel-compile-wait-s``, outside any collective and its timeout), then load those kernels.
     """
-    env_class = spec.load_env_class()
+
+    def build() -> VecEnv:
+        return spec.build_vec_env(cfg.env, cfg.agent, ctx.device, ctx.seed)
+
     if ctx.world_size == 1:
-        return env_class(cfg.env, device=ctx.device, seed=ctx.seed)
+        return build()
     marker = built_marker(spec.name, cfg.env, ctx.device)
     cached = torch.tensor([int(marker.exists())], device=ctx.device)
     dist.all_reduce(cached, op=dist.ReduceOp.MIN)
     if cached.item():
-        return env_class(cfg.env, device=ctx.device, seed=ctx.seed)
+        return build()
     store, key = kernels_built_signal(cfg.kernel_compile_wait_s)
     if ctx.local_rank == 0:
-        env = env_class(cfg.env, device=ctx.device, seed=ctx.seed)
+        env = build()
         mark_built(marker)
         store.set(key, "1")
         return env
@@ -118,7 +119,7 @@ def build_env(spec: TaskSpec, cfg: TrainConfig, ctx: RankContext) -> MjWarpEnv:
             f"local rank 0 did not finish compiling the environment's Warp kernels within "
             f"{cfg.kernel_compile_wait_s:g} s (--kernel-compile-wait-s): {first_line(error)}"
         ) from error
-    return env_class(cfg.env, device=ctx.device, seed=ctx.seed)
+    return build()
 
 
 def kernels_built_signal(wait_s: float) -> tuple[dist.Store, str]:
