@@ -37,14 +37,13 @@ class MjlabRunner(DistributedRunner):
         env_state = {"common_step_counter": self.env.unwrapped.common_step_counter}
         super().save(path, {**(infos or {}), "env_state": env_state})
 
-    def load(
-        self, path: str, load_cfg: dict | None = None, strict: bool = True, map_location: str | None = None
-    ) -> dict:
-        """mjdist's weights-only load; the environment's step counter carries on from the checkpoint's."""
-        infos = super().load(path, load_cfg, strict, map_location)
+    def load_state(self, state: dict, source: Path) -> None:
+        """mjdist's resume (from a checkpoint's state, read here or sent by another rank); the environment's step
+        counter carries on from the checkpoint's."""
+        super().load_state(state, source)
+        infos = state.get("infos")
         if infos and "env_state" in infos:
             self.env.unwrapped.common_step_counter = int(infos["env_state"]["common_step_counter"])
-        return infos
 
     def export_onnx(self, path: Path) -> None:
         """The policy exported by the task's runner class (mjlab's exporter), with mjlab's metadata and mjdist's."""
